@@ -1,0 +1,123 @@
+"""The one Authenticator: SSHSIG over a server-made challenge, then TOTP, then a session.
+
+Every door (HTTP, websocket, SSH) goes through this class, so the rules — single-use
+nonces, allowed algorithms, ``from=`` and expiry options, single-use TOTP steps, lockout —
+live in one place. Each outcome is recorded through the injected ``record`` callable
+(the audit log); the reason stays on the log side, callers only see ``AuthError``.
+Thread-safe; called on the console IO loop and on SSH worker threads.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from opsconsole.auth import sshsig
+from opsconsole.auth.challenges import Challenge, ChallengeStore
+from opsconsole.auth.keys import AuthorizedKey
+from opsconsole.auth.lockout import Lockout
+from opsconsole.auth.operators import OperatorStore, Recorder
+from opsconsole.auth.principal import Principal
+from opsconsole.auth.sessions import SessionInfo, SessionStore
+from opsconsole.auth.totp import TotpGuard
+from opsconsole.errors import AuthError, ConfigError
+
+MAX_FIELD = 16 * 1024  # an armored RSA-4096 SSHSIG is ~1.5 KiB
+
+
+@dataclass(frozen=True, slots=True)
+class Login:
+    token: str
+    session: SessionInfo
+
+
+class Authenticator:
+    def __init__(
+        self,
+        *,
+        operators: OperatorStore,
+        challenges: ChallengeStore,
+        totp: TotpGuard,
+        lockout: Lockout,
+        sessions: SessionStore,
+        record: Recorder,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._operators = operators
+        self._challenges = challenges
+        self._totp = totp
+        self._lockout = lockout
+        self._sessions = sessions
+        self._record = record
+        self.clock = clock
+
+    # -- login -------------------------------------------------------------------------
+
+    def challenge(self, user: str, *, origin: str, source: str) -> Challenge:
+        challenge = self._challenges.issue(user[:64], origin=origin)
+        self._record("auth.challenge", user=user[:64], source=source)
+        return challenge
+
+    def login(self, *, user: str, nonce: str, signature: str, totp: str, source: str) -> Login:
+        """Both factors in one step (the HTTP door). Raises AuthError on any failure."""
+        keys = (f"user:{user[:64]}", f"source:{source}")
+        try:
+            engaged = self._lockout.begin(keys)
+        except AuthError as exc:
+            self._fail(user, source, exc)
+            raise
+        try:
+            for value in (user, nonce, signature, totp):
+                if not isinstance(value, str) or not value or len(value) > MAX_FIELD:
+                    raise AuthError("malformed_request")
+            challenge = self._challenges.take(nonce, user)
+            entry = self._first_factor(user, challenge.message.encode(), signature, source)
+            self._totp.verify(self._operators.current().secrets, user, totp)
+        except AuthError as exc:
+            self._fail(user, source, exc)
+            if engaged:
+                self._record("auth.lockout", user=user[:64], source=source)
+            raise
+        self._lockout.succeeded(keys)
+        principal = Principal(user, entry.role, entry.fingerprint)
+        token, info = self._sessions.create(principal)
+        self._record(
+            "auth.login",
+            user=user,
+            role=entry.role,
+            source=source,
+            key=entry.fingerprint,
+            session=info.session_id,
+        )
+        return Login(token, info)
+
+    def _first_factor(self, user: str, message: bytes, signature: str, source: str) -> AuthorizedKey:
+        try:
+            operators = self._operators.current()
+        except ConfigError as exc:
+            raise AuthError("operators_unavailable", str(exc)) from None
+        sig = sshsig.parse_armored(signature)
+        entry = operators.keys.find(user, sig.public_key_blob)
+        if entry is None:
+            raise AuthError("key_not_listed", f"{user!r} has no such key")
+        if entry.expired(self.clock()):
+            raise AuthError("key_expired", entry.fingerprint)
+        if not entry.allows_source(source):
+            raise AuthError("source_not_allowed", f"{source} not in from= of {entry.fingerprint}")
+        sshsig.verify(sig, message, expected_blob=entry.blob)
+        return entry
+
+    def _fail(self, user: str, source: str, exc: AuthError) -> None:
+        self._record("auth.failure", user=user[:64], source=source, reason=exc.reason, detail=exc.detail)
+
+    # -- sessions ----------------------------------------------------------------------
+
+    def session(self, token: str) -> SessionInfo:
+        """Resolve a bearer token (raises AuthError); restarts its idle timer."""
+        return self._sessions.lookup(token)
+
+    def logout(self, token: str, *, source: str) -> None:
+        info = self._sessions.revoke(token)
+        if info is not None:
+            self._record("auth.logout", user=info.principal.user, session=info.session_id, source=source)

@@ -1,0 +1,173 @@
+"""The composition root: builds the services and owns the console thread and its loop.
+
+``start()`` runs on the caller's thread (a plain script, inside a running asyncio loop, or
+in a Tornado app): it loads and checks everything there, so a bad file raises in the
+caller, then starts a daemon thread with its own asyncio loop and returns once the socket
+is bound. The host's threads and loops are never used by the console.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from opsconsole import config, log
+from opsconsole.audit import AuditLog
+from opsconsole.auth.authenticator import Authenticator
+from opsconsole.auth.challenges import ChallengeStore
+from opsconsole.auth.files import ensure_private_dir
+from opsconsole.auth.lockout import Lockout
+from opsconsole.auth.operators import OperatorStore
+from opsconsole.auth.sessions import SessionStore
+from opsconsole.auth.totp import TotpGuard
+from opsconsole.config import Settings
+from opsconsole.errors import ConsoleError, OpsConsoleError
+from opsconsole.transport.http import bind, make_app, serve
+
+_log = log.get("console")
+START_TIMEOUT = 10.0
+
+
+class Console:
+    """One running console. Use :func:`opsconsole.start` to make one."""
+
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.instance_id = secrets.token_hex(8)
+        self._clock = clock
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_event: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._stopped = False
+        self._stop_lock = threading.Lock()
+        self.port = 0
+        self.url = ""
+        try:
+            # The loop the caller runs in, if any: later diagnostics show its tasks.
+            self.app_loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self.app_loop = None
+        ensure_private_dir(settings.state_dir)
+        self.audit = AuditLog.open(settings.audit_path, clock=clock)
+        try:
+            self.auth = self._build_auth()
+        except BaseException:
+            self.audit.close()
+            raise
+
+    def _build_auth(self) -> Authenticator:
+        s, clock, record = self.settings, self._clock, self.audit.record
+        try:
+            operators = OperatorStore(
+                authorized_keys=s.authorized_keys, totp_secrets=s.totp_secrets, record=record
+            )
+        except OpsConsoleError as exc:
+            record("config.rejected", reason=str(exc))
+            raise
+        return Authenticator(
+            operators=operators,
+            challenges=ChallengeStore(ttl=s.nonce_ttl, instance_id=self.instance_id, clock=clock),
+            totp=TotpGuard(state_file=s.state_dir / "totp_state.json", clock=clock),
+            lockout=Lockout(
+                threshold=s.lockout_threshold,
+                base_delay=s.lockout_base_delay,
+                max_delay=s.lockout_max_delay,
+                clock=clock,
+            ),
+            sessions=SessionStore(
+                idle_timeout=s.session_idle_timeout, max_age=s.session_max_age, clock=clock
+            ),
+            record=record,
+            clock=clock,
+        )
+
+    # -- lifecycle (caller's thread) ---------------------------------------------------
+
+    def start(self) -> Console:
+        if self._thread is not None:
+            raise ConsoleError("this console was already started")
+        ssl_context = self.settings.ssl_context()
+        self._thread = threading.Thread(target=self._run, args=(ssl_context,), name="opsconsole", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(START_TIMEOUT):
+            raise ConsoleError(f"console did not bind within {START_TIMEOUT:.0f}s")
+        if self._error is not None:
+            self.audit.close()
+            raise ConsoleError(
+                f"cannot listen on {self.settings.host}:{self.settings.port}: {self._error}"
+            ) from self._error
+        self.audit.record("console.start", url=self.url, instance=self.instance_id, pid=os.getpid())
+        _log.info("opsconsole listening on %s (instance %s)", self.url, self.instance_id)
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop serving and release the port. Idempotent; callable from any thread."""
+        with self._stop_lock:
+            if self._stopped:
+                return
+            self._stopped = True
+        if self._loop is not None and self._stop_event is not None and not self._loop.is_closed():
+            try:
+                self._loop.call_soon_threadsafe(self._stop_event.set)
+            except RuntimeError:
+                pass  # the loop already finished
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        if self.url:
+            self.audit.record("console.stop", url=self.url, instance=self.instance_id)
+        self.audit.close()
+
+    def __enter__(self) -> Console:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- the console thread ------------------------------------------------------------
+
+    def _run(self, ssl_context: Any) -> None:
+        # runs on the console thread: its own loop, never the host's
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._serve(ssl_context))
+        except BaseException as exc:  # noqa: BLE001 - reported to start() or logged
+            if not self._ready.is_set():
+                self._error = exc
+            else:
+                _log.exception("console thread crashed")
+        finally:
+            self._ready.set()
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    async def _serve(self, ssl_context: Any) -> None:
+        # runs on the console loop
+        self._stop_event = asyncio.Event()
+        sockets, self.port = bind(self.settings)
+        self.url = self.settings.origin(self.port)
+        server = serve(make_app(self.auth, self.url), sockets, self.settings, ssl_context)
+        self._ready.set()
+        try:
+            await self._stop_event.wait()
+        finally:
+            server.stop()
+            await server.close_all_connections()
+
+
+def start(config_file: str | os.PathLike[str] | None = None, **settings: Any) -> Console:
+    """Start the console on its own thread. Returns once listening.
+
+    ``opsconsole.start(config="opsconsole.toml", port=0)``; keyword settings override the
+    environment, which overrides the file. Raises ``ConfigError`` or ``ConsoleError``.
+    """
+    path = settings.pop("config", config_file)
+    return Console(config.load(path, **settings)).start()

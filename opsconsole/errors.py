@@ -1,0 +1,89 @@
+"""The one exception tree of opsconsole.
+
+::
+
+    OpsConsoleError
+    ├── ConfigError            a setting, file or environment variable is wrong
+    │   └── InsecureFileError  a keys/secrets file fails the StrictModes-like checks
+    ├── AuthError              any authentication failure (the reason is for the log only)
+    ├── AuditError             the audit log cannot be written or read
+    │   └── AuditChainError    the hash chain is broken (names the line)
+    ├── ConsoleError           start/stop problems: bind failures, a stopped console
+    └── ClientError            the CLI client got an error answer or could not connect
+
+Every error the host application can see derives from ``OpsConsoleError`` so that one
+``except`` clause keeps the host app safe.
+"""
+
+from __future__ import annotations
+
+
+class OpsConsoleError(Exception):
+    """Base of every error raised by opsconsole."""
+
+
+class ConfigError(OpsConsoleError):
+    """A setting is unknown, has the wrong type or an unsafe value.
+
+    ``key`` names the setting and ``source`` where it came from (a file path,
+    ``environment`` or ``keyword argument``) so the message can point at the fix.
+    """
+
+    def __init__(self, message: str, *, key: str | None = None, source: str | None = None) -> None:
+        parts = [message]
+        if key is not None:
+            parts.append(f"setting {key!r}")
+        if source is not None:
+            parts.append(f"from {source}")
+        super().__init__(" — ".join(parts) if len(parts) > 1 else message)
+        self.key = key
+        self.source = source
+
+
+class InsecureFileError(ConfigError):
+    """A keys or secrets file is a symlink, not a regular file, or too open."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"refusing {path}: {reason}", source=None)
+        self.path = path
+        self.reason = reason
+
+
+class AuthError(OpsConsoleError):
+    """Authentication failed.
+
+    ``reason`` is a short machine-readable code for the audit log (``bad_signature``,
+    ``totp_replay``, ``locked``, ...). It is never sent to the client: every failure
+    answers the same 401 so nothing can be enumerated.
+    """
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class AuditError(OpsConsoleError):
+    """The audit log could not be written or read."""
+
+
+class AuditChainError(AuditError):
+    """The audit log's hash chain is broken at ``line`` (1-based)."""
+
+    def __init__(self, path: str, line: int, reason: str) -> None:
+        super().__init__(f"{path}:{line}: {reason}")
+        self.path = path
+        self.line = line
+        self.reason = reason
+
+
+class ConsoleError(OpsConsoleError):
+    """The console could not start, or was used after it stopped."""
+
+
+class ClientError(OpsConsoleError):
+    """The CLI client could not talk to a console, or got an error answer."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status

@@ -1,0 +1,155 @@
+"""``opsconsole demo``: a small Tornado web app with a deliberate leak and the console embedded.
+
+The app runs on the main thread's asyncio loop; the console is started from inside that
+running loop through the public API, exactly as a service would embed it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tornado.httpserver
+import tornado.netutil
+import tornado.web
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+import opsconsole
+from opsconsole.auth.files import ensure_private_dir, write_private
+from opsconsole.auth.totp import load_secrets
+from opsconsole.cli.enroll import enroll, qr_text
+
+USER = "demo"
+
+
+class LeakyRecord:
+    """What the demo leaks: one per ``/leak`` request, kept forever in ``LEAKED``."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.payload = f"record {n} " + "x" * 200
+
+
+LEAKED: list[LeakyRecord] = []
+
+
+class IndexHandler(tornado.web.RequestHandler):
+    def get(self) -> None:
+        self.write({"app": "opsconsole demo", "leaked": len(LEAKED)})
+
+
+class LeakHandler(tornado.web.RequestHandler):
+    def get(self) -> None:
+        LEAKED.append(LeakyRecord(len(LEAKED)))  # the deliberate leak
+        self.write({"leaked": len(LEAKED)})
+
+
+@dataclass(frozen=True, slots=True)
+class DemoState:
+    dir: Path
+    identity: Path
+    keys_dir: Path
+    totp_secret: str
+
+
+def prepare_state(state: Path) -> DemoState:
+    """First run: an operator key pair, authorized_keys and a TOTP secret. Later runs reuse them."""
+    ensure_private_dir(state)
+    identity, keys_dir = state / "id_ed25519", state / "keys"
+    if not identity.exists():
+        key = ed25519.Ed25519PrivateKey.generate()
+        private = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+        )
+        public = key.public_key().public_bytes(
+            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+        )
+        write_private(identity, private.decode())
+        write_private(identity.with_name("id_ed25519.pub"), public.decode() + f" {USER}@opsconsole-demo\n")
+    if not (keys_dir / "totp_secrets").exists():
+        enroll(USER, str(identity.with_name("id_ed25519.pub")), role="operator", keys_dir=keys_dir)
+    secret = load_secrets(keys_dir / "totp_secrets")[USER]
+    return DemoState(state, identity, keys_dir, secret)
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("demo", help="run a demo web app with the console embedded")
+    p.add_argument("--state", type=Path, default=Path(".opsconsole-demo"))
+    p.add_argument("--port", type=int, default=8780, help="console port (0 = any free port)")
+    p.add_argument("--app-port", type=int, default=8000, help="demo app port (0 = any free port)")
+    p.set_defaults(func=lambda args: asyncio.run(serve(args)))
+
+
+async def serve(args: argparse.Namespace) -> int:
+    # runs on the main thread's loop: the "host application"
+    st = prepare_state(args.state.resolve())
+    app = tornado.web.Application([(r"/", IndexHandler), (r"/leak", LeakHandler)])
+    sockets = tornado.netutil.bind_sockets(args.app_port, address="127.0.0.1")
+    server = tornado.httpserver.HTTPServer(app)
+    server.add_sockets(sockets)
+    app_url = f"http://127.0.0.1:{sockets[0].getsockname()[1]}"
+    console = opsconsole.start(
+        port=args.port,
+        state_dir=st.dir / "state",
+        authorized_keys=st.keys_dir / "authorized_keys",
+        totp_secrets=st.keys_dir / "totp_secrets",
+    )
+    info = {
+        "url": console.url,
+        "user": USER,
+        "identity": str(st.identity),
+        "totp_secret": st.totp_secret,
+        "authorized_keys": str(st.keys_dir / "authorized_keys"),
+        "app_url": app_url,
+        "ssh_port": None,  # the SSH door is not built yet
+    }
+    write_private(st.dir / "demo.json", json.dumps(info, indent=2) + "\n")
+    _print_banner(info, st)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        console.stop()
+        server.stop()
+        print("\nstopped", flush=True)
+    return 0
+
+
+def _print_banner(info: dict[str, Any], st: DemoState) -> None:
+    uri = opsconsole_uri(st.totp_secret)
+    print(
+        f"""opsconsole demo
+  app      {info["app_url"]}/      (/leak keeps one more LeakyRecord per call)
+  console  {info["url"]}
+  state    {st.dir / "demo.json"}
+
+Log in (key file, or ssh-add it and drop --identity):
+  opsconsole login {info["url"]} --user {USER} --identity {st.identity}
+  opsconsole whoami {info["url"]}
+
+The TOTP code comes from an authenticator app (scan below) or, for scripts,
+from the totp_secret in demo.json. Ctrl-C stops the demo.
+{qr_text(uri)}{uri}
+""",
+        flush=True,
+    )
+
+
+def opsconsole_uri(secret: str) -> str:
+    from opsconsole.auth.totp import provisioning_uri
+
+    return provisioning_uri(secret, user=USER, issuer="opsconsole-demo")
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(serve(argparse.Namespace(state=Path(".opsconsole-demo"), port=8780, app_port=8000))))

@@ -1,0 +1,121 @@
+"""The base handler: JSON in and out, one error shape, bearer-token sessions, roles.
+
+Dependencies arrive through ``initialize(**kwargs)`` from the one URL table in
+``transport/http.py``. Runs on the console IO loop.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar
+
+import tornado.web
+
+from opsconsole.auth.authenticator import Authenticator
+from opsconsole.auth.principal import Principal, Role
+from opsconsole.auth.sessions import SessionInfo
+from opsconsole.errors import AuthError
+
+# What a client sees per status; the log keeps the specific reason.
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    429: "busy",
+}
+
+
+class ApiError(tornado.web.HTTPError):
+    """An HTTP error with a stable ``error`` code and a client-facing ``message``."""
+
+    def __init__(self, status: int, code: str, message: str, *, log_message: str | None = None) -> None:
+        super().__init__(status, log_message, reason=None)
+        self.code = code
+        self.message = message
+
+
+class BaseHandler(tornado.web.RequestHandler):
+    """Every /ops route. ``required_role`` None means no session needed (login routes)."""
+
+    required_role: ClassVar[Role | None] = "viewer"
+
+    def initialize(self, auth: Authenticator, origin: str) -> None:
+        self.auth = auth
+        self.origin = origin
+        self.session: SessionInfo | None = None
+
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Referrer-Policy", "no-referrer")
+
+    @property
+    def source(self) -> str:
+        return self.request.remote_ip or "unknown"
+
+    def prepare(self) -> None:
+        if self.required_role is None:
+            return
+        token = self.bearer_token()
+        try:
+            if token is None:
+                raise AuthError("no_token")
+            self.session = self.auth.session(token)
+        except AuthError as exc:
+            self.set_header("WWW-Authenticate", 'Bearer realm="opsconsole"')
+            raise ApiError(
+                401, "unauthorized", "missing, invalid or expired session token", log_message=exc.reason
+            ) from None
+        if not self.session.principal.has(self.required_role):
+            raise ApiError(403, "forbidden", f"this needs the {self.required_role} role")
+
+    def bearer_token(self) -> str | None:
+        """Tokens travel only in the Authorization header, never in a URL or a query."""
+        header = self.request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        return token.strip()
+
+    @property
+    def principal(self) -> Principal:
+        assert self.session is not None, "route without a session asked for the principal"
+        return self.session.principal
+
+    def json_body(self, *required: str) -> dict[str, Any]:
+        """The request body as a JSON object whose ``required`` keys are strings."""
+        try:
+            body = json.loads(self.request.body or b"null")
+        except (ValueError, UnicodeDecodeError):
+            raise ApiError(400, "bad_request", "body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "bad_request", "body must be a JSON object")
+        for key in required:
+            if not isinstance(body.get(key), str):
+                raise ApiError(400, "bad_request", f"{key!r} must be a string")
+        return body
+
+    def send_json(self, data: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(json.dumps(data, separators=(",", ":")))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, ApiError):
+            code, message = exc.code, exc.message
+        else:
+            code = _CODES.get(status_code, "error" if status_code < 500 else "internal_error")
+            message = self._reason if status_code < 500 else "internal error (see the service log)"
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(json.dumps({"error": code, "message": message}, separators=(",", ":")))
+
+
+class NotFoundHandler(BaseHandler):
+    required_role = None
+
+    def prepare(self) -> None:
+        raise ApiError(404, "not_found", "no such route")

@@ -1,0 +1,98 @@
+"""The URL table and the HTTP server with its pre-auth limits.
+
+Built and run on the console thread's own asyncio loop (see ``console.py``).
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from typing import Any
+
+import tornado.httpserver
+import tornado.iostream
+import tornado.netutil
+import tornado.web
+
+from opsconsole import log
+from opsconsole.auth.authenticator import Authenticator
+from opsconsole.config import Settings
+from opsconsole.transport.auth_routes import ChallengeHandler, LoginHandler, LogoutHandler, WhoamiHandler
+from opsconsole.transport.base import NotFoundHandler
+
+_log = log.get("transport.http")
+
+
+def make_app(auth: Authenticator, origin: str) -> tornado.web.Application:
+    deps: dict[str, Any] = {"auth": auth, "origin": origin}
+    routes: list[tuple[str, type[tornado.web.RequestHandler], dict[str, Any]]] = [
+        (r"/ops/auth/challenge", ChallengeHandler, deps),
+        (r"/ops/auth/login", LoginHandler, deps),
+        (r"/ops/auth/logout", LogoutHandler, deps),
+        (r"/ops/whoami", WhoamiHandler, deps),
+    ]
+    return tornado.web.Application(
+        routes,  # type: ignore[arg-type]
+        default_handler_class=NotFoundHandler,
+        default_handler_args=deps,
+        xsrf_cookies=False,  # no cookie auth yet: bearer tokens only
+        log_function=_log_request,
+        compress_response=False,
+    )
+
+
+def _log_request(handler: tornado.web.RequestHandler) -> None:
+    # The path only: query strings and headers could one day carry something secret.
+    status = handler.get_status()
+    _log.info(
+        "%d %s %s %.1fms",
+        status,
+        handler.request.method,
+        handler.request.path,
+        1000.0 * handler.request.request_time(),
+    )
+
+
+class CappedHTTPServer(tornado.httpserver.HTTPServer):
+    """An HTTPServer that refuses connections past ``max_connections`` at accept()."""
+
+    max_connections = 64
+
+    def handle_stream(self, stream: tornado.iostream.IOStream, address: tuple[Any, ...]) -> None:
+        if len(self._connections) >= self.max_connections:
+            _log.warning("connection cap %d reached; closing %s", self.max_connections, address[0])
+            stream.close()
+            return
+        sock = stream.socket
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().handle_stream(stream, address)
+
+
+def bind(settings: Settings) -> tuple[list[socket.socket], int]:
+    """Bind the listening sockets (port 0 → any free port); returns them and the port."""
+    sockets = tornado.netutil.bind_sockets(settings.port, address=settings.host, backlog=128)
+    return sockets, sockets[0].getsockname()[1]
+
+
+def serve(
+    app: tornado.web.Application,
+    sockets: list[socket.socket],
+    settings: Settings,
+    ssl_context: ssl.SSLContext | None,
+) -> CappedHTTPServer:
+    """Start serving ``app`` on ``sockets`` with the pre-auth limits."""
+    server = CappedHTTPServer(
+        app,
+        ssl_options=ssl_context,
+        max_body_size=settings.max_body_bytes,
+        max_buffer_size=settings.max_body_bytes * 2,
+        max_header_size=16 * 1024,
+        # Tornado applies this while waiting for request headers, which bounds slowloris.
+        idle_connection_timeout=settings.header_timeout,
+        body_timeout=settings.header_timeout,
+        xheaders=False,  # never trust X-Forwarded-For: lockout is keyed on the peer address
+    )
+    server.max_connections = settings.max_connections
+    server.add_sockets(sockets)
+    return server

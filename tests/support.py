@@ -1,0 +1,114 @@
+"""Shared test helpers: real keys from ssh-keygen, a controllable clock, raw HTTP calls."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import subprocess
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyotp
+
+
+@dataclass
+class FakeClock:
+    """A clock the test moves by hand; every component of a console shares it."""
+
+    now: float = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def keygen(path: Path, kind: str = "ed25519", bits: int | None = None, comment: str = "test") -> Path:
+    """A real key pair from ssh-keygen; returns the private key path."""
+    cmd = ["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", comment, "-f", str(path)]
+    if bits is not None:
+        cmd += ["-b", str(bits)]
+    subprocess.run(cmd, check=True, capture_output=True)
+    return path
+
+
+def ssh_keygen_sign(key: Path, message: str, namespace: str = "opsconsole") -> str:
+    """Sign as an operator's script would: ``ssh-keygen -Y sign -n opsconsole -f KEY``."""
+    out = subprocess.run(
+        ["ssh-keygen", "-Y", "sign", "-n", namespace, "-f", str(key)],
+        input=message.encode(),
+        check=True,
+        capture_output=True,
+    )
+    return out.stdout.decode()
+
+
+@dataclass
+class Operator:
+    user: str
+    role: str
+    key: Path
+    secret: str = field(default_factory=pyotp.random_base32)
+
+    def code(self, at: float, steps: int = 0) -> str:
+        return pyotp.TOTP(self.secret).at(at + 30 * steps)
+
+    @property
+    def pub(self) -> str:
+        return Path(str(self.key) + ".pub").read_text().strip()
+
+
+def write_keys_dir(
+    keys_dir: Path, operators: list[Operator], extra_options: dict[str, str] | None = None
+) -> None:
+    """authorized_keys (0600) and totp_secrets (0600) for ``operators``."""
+    keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    lines = []
+    for op in operators:
+        opts = f'user="{op.user}",role="{op.role}"'
+        if extra_options and op.user in extra_options:
+            opts += "," + extra_options[op.user]
+        lines.append(f"{opts} {op.pub}")
+    ak = keys_dir / "authorized_keys"
+    ak.write_text("\n".join(lines) + "\n")
+    ak.chmod(0o600)
+    sec = keys_dir / "totp_secrets"
+    sec.write_text("".join(f"{op.user} {op.secret}\n" for op in operators))
+    sec.chmod(0o600)
+
+
+def call(
+    url: str,
+    method: str,
+    path: str,
+    body: Any = None,
+    token: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, Any]:
+    """One raw HTTP request; returns (status, decoded JSON body or None)."""
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=10)
+    hdrs = dict(headers or {})
+    data = None
+    if body is not None:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        hdrs["Content-Type"] = "application/json"
+    if token is not None:
+        hdrs["Authorization"] = f"Bearer {token}"
+    try:
+        conn.request(method, path, body=data, headers=hdrs)
+        resp = conn.getresponse()
+        raw = resp.read()
+    finally:
+        conn.close()
+    try:
+        return resp.status, json.loads(raw) if raw else None
+    except ValueError:
+        return resp.status, raw.decode(errors="replace")
+
+
+def audit_events(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
