@@ -26,7 +26,7 @@ from opsconsole.auth.operators import OperatorStore
 from opsconsole.auth.sessions import SessionStore
 from opsconsole.auth.totp import TotpGuard
 from opsconsole.config import Settings
-from opsconsole.errors import ConsoleError, OpsConsoleError
+from opsconsole.errors import ConsoleError
 from opsconsole.transport.http import bind, make_app, serve
 
 _log = log.get("console")
@@ -64,13 +64,8 @@ class Console:
 
     def _build_auth(self) -> Authenticator:
         s, clock, record = self.settings, self._clock, self.audit.record
-        try:
-            operators = OperatorStore(
-                authorized_keys=s.authorized_keys, totp_secrets=s.totp_secrets, record=record
-            )
-        except OpsConsoleError as exc:
-            record("config.rejected", reason=str(exc))
-            raise
+        # A bad file raises here, in the caller; the store audits the rejection itself.
+        operators = OperatorStore(authorized_keys=s.authorized_keys, totp_secrets=s.totp_secrets, record=record)
         return Authenticator(
             operators=operators,
             challenges=ChallengeStore(ttl=s.nonce_ttl, instance_id=self.instance_id, clock=clock),

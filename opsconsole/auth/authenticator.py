@@ -55,9 +55,8 @@ class Authenticator:
     # -- login -------------------------------------------------------------------------
 
     def challenge(self, user: str, *, origin: str, source: str) -> Challenge:
-        challenge = self._challenges.issue(user[:64], origin=origin)
-        self._record("auth.challenge", user=user[:64], source=source)
-        return challenge
+        # Not audited: it is pre-auth and free, so recording it would let anyone fill the log.
+        return self._challenges.issue(user[:64], origin=origin)
 
     def login(self, *, user: str, nonce: str, signature: str, totp: str, source: str) -> Login:
         """Both factors in one step (the HTTP door). Raises AuthError on any failure."""

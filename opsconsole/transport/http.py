@@ -11,7 +11,6 @@ from typing import Any
 
 import tornado.httpserver
 import tornado.iostream
-import tornado.netutil
 import tornado.web
 
 from opsconsole import log
@@ -70,9 +69,32 @@ class CappedHTTPServer(tornado.httpserver.HTTPServer):
 
 
 def bind(settings: Settings) -> tuple[list[socket.socket], int]:
-    """Bind the listening sockets (port 0 → any free port); returns them and the port."""
-    sockets = tornado.netutil.bind_sockets(settings.port, address=settings.host, backlog=128)
-    return sockets, sockets[0].getsockname()[1]
+    """Bind the listening sockets (port 0 → any free port); returns them and the port.
+
+    Like ``tornado.netutil.bind_sockets`` but closes every socket when a bind fails, so a
+    port already in use leaves nothing open behind in the host process.
+    """
+    infos = socket.getaddrinfo(
+        settings.host, settings.port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE
+    )
+    sockets: list[socket.socket] = []
+    port = settings.port
+    try:
+        for family, kind, proto, _, addr in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.setblocking(False)
+            sock.bind((addr[0], port, *addr[2:]))
+            port = sock.getsockname()[1]  # with port 0, later families reuse the first port
+            sock.listen(128)
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets, port
 
 
 def serve(
