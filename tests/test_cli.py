@@ -1,0 +1,260 @@
+"""The ``opsconsole`` command as an operator runs it: a separate process, a real ssh-agent."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyotp
+import pytest
+
+from opsconsole.console import Console
+from tests.support import FakeClock, Operator, audit_events, call, keygen
+
+
+def run_cli(*args: str, env: dict[str, str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "opsconsole", *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SSH_AUTH_SOCK", "OPSCONSOLE_"))}
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "xdg")
+    return env
+
+
+@pytest.fixture
+def agent(cli_env: dict[str, str]) -> Iterator[dict[str, str]]:
+    """A real ssh-agent for this test only."""
+    out = subprocess.run(["ssh-agent", "-s"], capture_output=True, text=True, check=True).stdout
+    sock = re.search(r"SSH_AUTH_SOCK=([^;]+);", out)
+    pid = re.search(r"SSH_AGENT_PID=(\d+);", out)
+    assert sock and pid
+    env = cli_env | {"SSH_AUTH_SOCK": sock.group(1)}
+    yield env
+    os.kill(int(pid.group(1)), signal.SIGTERM)
+
+
+def test_login_with_identity_file_then_whoami(
+    console: Console, operators: dict[str, Operator], clock: FakeClock, cli_env: dict[str, str]
+) -> None:
+    op = operators["alice"]
+    out = run_cli(
+        "login",
+        console.url,
+        "--user",
+        "alice",
+        "--identity",
+        str(op.key),
+        "--totp",
+        op.code(clock()),
+        env=cli_env,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "logged in" in out.stdout and "operator" in out.stdout
+    cache = Path(cli_env["XDG_CONFIG_HOME"]) / "opsconsole" / "tokens.json"
+    assert cache.stat().st_mode & 0o777 == 0o600
+    who = run_cli("whoami", console.url, env=cli_env)
+    assert who.returncode == 0, who.stderr
+    assert json.loads(who.stdout)["user"] == "alice"
+    token = json.loads(cache.read_text())[console.url]["token"]
+    assert call(console.url, "GET", "/ops/whoami", token=token)[0] == 200
+    assert run_cli("logout", console.url, env=cli_env).returncode == 0
+    assert call(console.url, "GET", "/ops/whoami", token=token)[0] == 401
+
+
+@pytest.mark.parametrize("user", ["alice", "carol"])  # ed25519 and RSA (must sign rsa-sha2-512)
+def test_login_through_ssh_agent(
+    console: Console, operators: dict[str, Operator], clock: FakeClock, agent: dict[str, str], user: str
+) -> None:
+    op = operators[user]
+    subprocess.run(["ssh-add", "-q", str(op.key)], env=agent, check=True, capture_output=True)
+    out = run_cli("login", console.url, "--user", user, "--totp", op.code(clock()), env=agent)
+    assert out.returncode == 0, out.stderr
+    logins = [e for e in audit_events(console.settings.audit_path) if e["event"] == "auth.login"]
+    assert logins[-1]["fields"]["user"] == user
+
+
+def test_agent_key_chosen_by_identity_pub(
+    console: Console,
+    operators: dict[str, Operator],
+    clock: FakeClock,
+    agent: dict[str, str],
+    keypairs: dict[str, Path],
+) -> None:
+    for k in (keypairs["stranger"], operators["alice"].key):
+        subprocess.run(["ssh-add", "-q", str(k)], env=agent, check=True, capture_output=True)
+    pub = str(operators["alice"].key) + ".pub"
+    out = run_cli(
+        "login",
+        console.url,
+        "--user",
+        "alice",
+        "--identity",
+        pub,
+        "--totp",
+        operators["alice"].code(clock()),
+        env=agent,
+    )
+    assert out.returncode == 0, out.stderr
+
+
+def test_failed_login_says_so_and_caches_nothing(
+    console: Console, operators: dict[str, Operator], cli_env: dict[str, str]
+) -> None:
+    op = operators["alice"]
+    out = run_cli(
+        "login", console.url, "--user", "alice", "--identity", str(op.key), "--totp", "000000", env=cli_env
+    )
+    assert out.returncode == 1
+    assert "401 authentication_failed" in out.stderr
+    assert not (Path(cli_env["XDG_CONFIG_HOME"]) / "opsconsole" / "tokens.json").exists()
+
+
+def test_no_agent_and_no_identity_is_a_clear_error(console: Console, cli_env: dict[str, str]) -> None:
+    out = run_cli("login", console.url, "--user", "alice", "--totp", "123456", env=cli_env)
+    assert out.returncode == 2 and "ssh-agent" in out.stderr
+
+
+def test_enroll_then_log_in(tmp_path: Path, cli_env: dict[str, str], clock: FakeClock) -> None:
+    key = keygen(tmp_path / "newop")
+    keys_dir = tmp_path / "keys"
+    out = run_cli(
+        "enroll", "zoe", "--key", f"{key}.pub", "--role", "viewer", "--keys-dir", str(keys_dir), env=cli_env
+    )
+    assert out.returncode == 0, out.stderr
+    uri = re.search(r"otpauth://totp/\S+", out.stdout)
+    assert uri, out.stdout
+    assert "█" in out.stdout or "▀" in out.stdout  # the QR code, drawn with block characters
+    secret = pyotp.parse_uri(uri.group(0)).secret
+    assert len(secret) >= 32  # ≥160 bits of base32
+    for name in ("authorized_keys", "totp_secrets"):
+        assert (keys_dir / name).stat().st_mode & 0o777 == 0o600
+    assert (keys_dir / "authorized_keys").read_text().startswith('user="zoe",role="viewer" ssh-ed25519 ')
+    again = run_cli("enroll", "zoe", "--key", f"{key}.pub", "--keys-dir", str(keys_dir), env=cli_env)
+    assert again.returncode == 2 and "already has this key" in again.stderr
+
+    console = Console(
+        __import__("tests.conftest", fromlist=["console_settings"]).console_settings(tmp_path, keys_dir),
+        clock=clock,
+    ).start()
+    try:
+        out = run_cli(
+            "login",
+            console.url,
+            "--user",
+            "zoe",
+            "--identity",
+            str(key),
+            "--totp",
+            pyotp.TOTP(secret).at(clock()),
+            env=cli_env,
+        )
+        assert out.returncode == 0, out.stderr
+        assert "(viewer)" in out.stdout
+    finally:
+        console.stop()
+
+
+def test_enroll_rejects_a_bad_key_and_a_bad_name(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    out = run_cli(
+        "enroll", "zoe", "--key", "ssh-ed25519 AAAAnotbase64", "--keys-dir", str(tmp_path / "k"), env=cli_env
+    )
+    assert out.returncode == 2
+    out = run_cli("enroll", "Zoe Smith", "--key", "x", "--keys-dir", str(tmp_path / "k"), env=cli_env)
+    assert out.returncode == 2 and "user name" in out.stderr
+
+
+def test_audit_verify(
+    console: Console, cli_env: dict[str, str], operators: dict[str, Operator], clock: FakeClock
+) -> None:
+    run_cli(
+        "login",
+        console.url,
+        "--user",
+        "alice",
+        "--identity",
+        str(operators["alice"].key),
+        "--totp",
+        "000000",
+        env=cli_env,
+    )
+    path = console.settings.audit_path
+    ok = run_cli("audit", "verify", str(path), env=cli_env)
+    assert ok.returncode == 0 and "chain intact" in ok.stdout
+    lines = path.read_text().splitlines(keepends=True)
+    lines[1] = lines[1].replace('"auth.failure"', '"auth.login"')
+    path.write_text("".join(lines))
+    bad = run_cli("audit", "verify", str(path), env=cli_env)
+    assert bad.returncode == 1 and ":2:" in bad.stderr
+
+
+def test_demo_and_the_curl_recipe(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    """`opsconsole demo`, then only curl + ssh-keygen -Y sign log in (scripts/curl-login.sh)."""
+    state = tmp_path / "demo"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "opsconsole", "demo", "--state", str(state), "--port", "0", "--app-port", "0"],
+        env=cli_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (state / "demo.json").exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "demo.json never appeared"
+            time.sleep(0.05)
+        info = json.loads((state / "demo.json").read_text())
+        assert set(info) == {
+            "url",
+            "user",
+            "identity",
+            "totp_secret",
+            "authorized_keys",
+            "app_url",
+            "ssh_port",
+        }
+        assert (state / "demo.json").stat().st_mode & 0o777 == 0o600
+        assert call(info["app_url"], "GET", "/leak")[1] == {"leaked": 1}
+        script = Path(__file__).parent.parent / "scripts" / "curl-login.sh"
+        token = subprocess.run(
+            [
+                "bash",
+                str(script),
+                info["url"],
+                info["user"],
+                info["identity"],
+                pyotp.TOTP(info["totp_secret"]).now(),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout.strip()
+        assert call(info["url"], "GET", "/ops/whoami", token=token) == (
+            200,
+            {"user": "demo", "role": "operator", "expires_in": 900},
+        )
+        assert call(info["url"], "GET", "/ops/whoami")[0] == 401
+        assert call(info["url"], "GET", "/ops/whoami", token=token[::-1])[0] == 401
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert info["url"] in out and "opsconsole login" in out and "stopped" in out
