@@ -42,7 +42,9 @@ def main(n: int) -> None:
                 serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
             )
         )
-        pub_line = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        pub_line = key.public_key().public_bytes(
+            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+        )
         (d / "authorized_keys").write_text(f'user="bench",role="operator" {pub_line.decode()}\n')
         secret = pyotp.random_base32(32)
         (d / "totp_secrets").write_text(f"bench {secret}\n")
@@ -50,8 +52,12 @@ def main(n: int) -> None:
             (d / f).chmod(0o600)
         clock = Clock()
         settings = config.load(
-            None, environ={}, port=0, state_dir=d / "state",
-            authorized_keys=d / "authorized_keys", totp_secrets=d / "totp_secrets",
+            None,
+            environ={},
+            port=0,
+            state_dir=d / "state",
+            authorized_keys=d / "authorized_keys",
+            totp_secrets=d / "totp_secrets",
         )
         console = Console(settings, clock=clock)  # services only; no thread needed
         auth = console.auth

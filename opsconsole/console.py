@@ -9,6 +9,7 @@ is bound. The host's threads and loops are never used by the console.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import threading
@@ -65,7 +66,9 @@ class Console:
     def _build_auth(self) -> Authenticator:
         s, clock, record = self.settings, self._clock, self.audit.record
         # A bad file raises here, in the caller; the store audits the rejection itself.
-        operators = OperatorStore(authorized_keys=s.authorized_keys, totp_secrets=s.totp_secrets, record=record)
+        operators = OperatorStore(
+            authorized_keys=s.authorized_keys, totp_secrets=s.totp_secrets, record=record
+        )
         return Authenticator(
             operators=operators,
             challenges=ChallengeStore(ttl=s.nonce_ttl, instance_id=self.instance_id, clock=clock),
@@ -109,10 +112,8 @@ class Console:
                 return
             self._stopped = True
         if self._loop is not None and self._stop_event is not None and not self._loop.is_closed():
-            try:
+            with contextlib.suppress(RuntimeError):  # the loop may have just finished
                 self._loop.call_soon_threadsafe(self._stop_event.set)
-            except RuntimeError:
-                pass  # the loop already finished
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
         if self.url:
@@ -134,7 +135,7 @@ class Console:
         self._loop = loop
         try:
             loop.run_until_complete(self._serve(ssl_context))
-        except BaseException as exc:  # noqa: BLE001 - reported to start() or logged
+        except BaseException as exc:
             if not self._ready.is_set():
                 self._error = exc
             else:

@@ -85,6 +85,7 @@ def call(
     method: str,
     path: str,
     body: Any = None,
+    *,
     token: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> tuple[int, Any]:

@@ -31,7 +31,7 @@ def make_app(auth: Authenticator, origin: str) -> tornado.web.Application:
         (r"/ops/whoami", WhoamiHandler, deps),
     ]
     return tornado.web.Application(
-        routes,  # type: ignore[arg-type]
+        routes,
         default_handler_class=NotFoundHandler,
         default_handler_args=deps,
         xsrf_cookies=False,  # no cookie auth yet: bearer tokens only
