@@ -27,6 +27,7 @@ from opsconsole.auth.operators import OperatorStore
 from opsconsole.auth.sessions import SessionStore
 from opsconsole.auth.totp import TotpGuard
 from opsconsole.config import Settings
+from opsconsole.diagnostics.service import Diagnostics
 from opsconsole.errors import ConsoleError
 from opsconsole.transport.http import bind, make_app, serve
 
@@ -37,7 +38,13 @@ START_TIMEOUT = 10.0
 class Console:
     """One running console. Use :func:`opsconsole.start` to make one."""
 
-    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.time,
+        app_loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
         self.settings = settings
         self.instance_id = secrets.token_hex(8)
         self._clock = clock
@@ -50,15 +57,18 @@ class Console:
         self._stop_lock = threading.Lock()
         self.port = 0
         self.url = ""
-        try:
-            # The loop the caller runs in, if any: later diagnostics show its tasks.
-            self.app_loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            self.app_loop = None
+        if app_loop is None:
+            # Started inside a running loop: that is the app's loop; dumps show its tasks.
+            with contextlib.suppress(RuntimeError):
+                app_loop = asyncio.get_running_loop()
+        self.app_loop = app_loop
         ensure_private_dir(settings.state_dir)
         self.audit = AuditLog.open(settings.audit_path, clock=clock)
         try:
             self.auth = self._build_auth()
+            self.diagnostics = Diagnostics(
+                dump_dir=settings.state_dir / "dumps", app_loops=() if app_loop is None else (app_loop,)
+            )
         except BaseException:
             self.audit.close()
             raise
@@ -97,6 +107,7 @@ class Console:
         if not self._ready.wait(START_TIMEOUT):
             raise ConsoleError(f"console did not bind within {START_TIMEOUT:.0f}s")
         if self._error is not None:
+            self.diagnostics.close()
             self.audit.close()
             raise ConsoleError(
                 f"cannot listen on {self.settings.host}:{self.settings.port}: {self._error}"
@@ -116,6 +127,7 @@ class Console:
                 self._loop.call_soon_threadsafe(self._stop_event.set)
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
+        self.diagnostics.close()
         if self.url:
             self.audit.record("console.stop", url=self.url, instance=self.instance_id)
         self.audit.close()
@@ -150,7 +162,8 @@ class Console:
         self._stop_event = asyncio.Event()
         sockets, self.port = bind(self.settings)
         self.url = self.settings.origin(self.port)
-        server = serve(make_app(self.auth, self.url), sockets, self.settings, ssl_context)
+        app = make_app(self.auth, self.url, self.diagnostics, self.audit.record)
+        server = serve(app, sockets, self.settings, ssl_context)
         self._ready.set()
         try:
             await self._stop_event.wait()
@@ -159,11 +172,18 @@ class Console:
             await server.close_all_connections()
 
 
-def start(config_file: str | os.PathLike[str] | None = None, **settings: Any) -> Console:
+def start(
+    config_file: str | os.PathLike[str] | None = None,
+    *,
+    app_loop: asyncio.AbstractEventLoop | None = None,
+    **settings: Any,
+) -> Console:
     """Start the console on its own thread. Returns once listening.
 
     ``opsconsole.start(config="opsconsole.toml", port=0)``; keyword settings override the
-    environment, which overrides the file. Raises ``ConfigError`` or ``ConsoleError``.
+    environment, which overrides the file. ``app_loop`` registers the app's event loop for
+    task dumps (default: the loop running in the caller, if any). Raises ``ConfigError``
+    or ``ConsoleError``.
     """
     path = settings.pop("config", config_file)
-    return Console(config.load(path, **settings)).start()
+    return Console(config.load(path, **settings), app_loop=app_loop).start()

@@ -9,7 +9,12 @@
     ├── AuditError             the audit log cannot be written or read
     │   └── AuditChainError    the hash chain is broken (names the line)
     ├── ConsoleError           start/stop problems: bind failures, a stopped console
-    └── ClientError            the CLI client got an error answer or could not connect
+    ├── ClientError            the CLI client got an error answer or could not connect
+    └── DiagnosticsError       a dump could not be made as asked
+        ├── BusyError          another expensive dump is running (HTTP 429 + Retry-After)
+        ├── InvalidRequestError a bad name or parameter (HTTP 400)
+        ├── NotFoundError      no such snapshot or type (HTTP 404)
+        └── StateError         not possible now, e.g. tracemalloc is off (HTTP 409)
 
 Every error the host application can see derives from ``OpsConsoleError`` so that one
 ``except`` clause keeps the host app safe.
@@ -87,3 +92,27 @@ class ClientError(OpsConsoleError):
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+class DiagnosticsError(OpsConsoleError):
+    """A dump could not be made as asked. Subclasses map to HTTP statuses at the edge."""
+
+
+class BusyError(DiagnosticsError):
+    """Another expensive dump is running; try again after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class InvalidRequestError(DiagnosticsError):
+    """A parameter or name is not acceptable (bad pattern, out of range)."""
+
+
+class NotFoundError(DiagnosticsError):
+    """The named thing (snapshot, baseline, type) does not exist."""
+
+
+class StateError(DiagnosticsError):
+    """Not possible in the current state (e.g. tracemalloc is not tracing)."""

@@ -113,3 +113,17 @@ def call(
 
 def audit_events(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def login_token(url: str, op: Operator, at: float) -> str:
+    """A real login (ssh-keygen signature + TOTP code for time ``at``); returns the token."""
+    _, ch = call(url, "POST", "/ops/auth/challenge", {"user": op.user})
+    body = {
+        "user": op.user,
+        "nonce": ch["nonce"],
+        "signature": ssh_keygen_sign(op.key, ch["message"]),
+        "totp": op.code(at),
+    }
+    status, answer = call(url, "POST", "/ops/auth/login", body)
+    assert status == 200, answer
+    return str(answer["token"])

@@ -10,6 +10,7 @@ import json
 import os
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,22 +65,46 @@ class Client:
         self.url = normalize(url)
         self.token = token
 
-    def request(self, method: str, path: str, body: Any = None) -> Any:
-        """Send one request; return the decoded JSON or raise ClientError with the server's message."""
+    def _open(self, method: str, path: str, body: Any = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.url + path, data=data, method=method)  # noqa: S310
-        req.add_header("Accept", "application/json")
         if data is not None:
             req.add_header("Content-Type", "application/json")
         if self.token:
             req.add_header("Authorization", f"Bearer {self.token}")
         try:
-            with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:  # noqa: S310
-                return json.loads(resp.read() or b"null")
+            return urllib.request.urlopen(req, timeout=TIMEOUT)  # noqa: S310
         except urllib.error.HTTPError as exc:
             raise ClientError(_error_text(exc), status=exc.code) from None
         except (urllib.error.URLError, OSError) as exc:
             raise ClientError(f"cannot reach {self.url}: {exc}") from None
+
+    def request(self, method: str, path: str, body: Any = None) -> Any:
+        """Send one request; return the decoded JSON or raise ClientError with the server's message."""
+        return json.loads(self.fetch(method, path, body) or b"null")
+
+    def fetch(self, method: str, path: str, body: Any = None) -> bytes:
+        """The raw answer body (text dumps, collapsed stacks)."""
+        with self._open(method, path, body) as resp:
+            return bytes(resp.read())
+
+    def download(self, path: str, dest: Path, progress: Callable[[int, int | None], None]) -> int:
+        """Stream ``path`` into ``dest`` (0600, created new); nothing is left behind on failure."""
+        tmp = dest.with_name(f".{dest.name}.part")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        done = 0
+        try:
+            with os.fdopen(fd, "wb") as out, self._open("GET", path) as resp:
+                total = resp.headers.get("Content-Length")
+                while chunk := resp.read(256 * 1024):
+                    out.write(chunk)
+                    done += len(chunk)
+                    progress(done, int(total) if total else None)
+            os.replace(tmp, dest)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return done
 
     def post(self, path: str, body: Any = None) -> Any:
         return self.request("POST", path, {} if body is None else body)

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from opsconsole.audit import verify_file
+from opsconsole.cli import dump as dump_mod
 from opsconsole.cli import enroll as enroll_mod
 from opsconsole.cli import login as login_mod
 from opsconsole.cli.client import Client, TokenCache
@@ -45,6 +46,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction[
     p.add_argument("--reset-totp", action="store_true", help="replace the user's existing TOTP secret")
     p.set_defaults(func=cmd_enroll)
 
+    dump_mod.add_parser(sub).set_defaults(func=cmd_dump)
+
     p = sub.add_parser("audit", help="audit log tools")
     audit_sub = p.add_subparsers(dest="audit_verb", required=True, metavar="ACTION")
     v = audit_sub.add_parser("verify", help="check the hash chain of an audit log")
@@ -71,6 +74,10 @@ def _authed(url: str) -> Client:
     if token is None:
         raise ClientError(f"not logged in to {url}; run: opsconsole login {url} --user USER")
     return Client(url, token)
+
+
+def cmd_dump(args: argparse.Namespace) -> int:
+    return dump_mod.run(_authed(args.url), args)
 
 
 def cmd_logout(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ import asyncio
 import json
 import signal
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,9 +33,9 @@ USER = "demo"
 class LeakyRecord:
     """What the demo leaks: one per ``/leak`` request, kept forever in ``LEAKED``."""
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, payload: str) -> None:
         self.n = n
-        self.payload = f"record {n} " + "x" * 200
+        self.payload = payload
 
 
 LEAKED: list[LeakyRecord] = []
@@ -47,8 +48,31 @@ class IndexHandler(tornado.web.RequestHandler):
 
 class LeakHandler(tornado.web.RequestHandler):
     def get(self) -> None:
-        LEAKED.append(LeakyRecord(len(LEAKED)))  # the deliberate leak
+        LEAKED.append(LeakyRecord(len(LEAKED), "x" * 200 + str(len(LEAKED))))  # the deliberate leak
         self.write({"leaked": len(LEAKED)})
+
+
+def busy_spin(seconds: float) -> int:
+    """Pure-Python busy loop: holds the app's thread (and its event loop) for ``seconds``."""
+    deadline = time.monotonic() + seconds
+    spins = 0
+    while time.monotonic() < deadline:
+        spins += 1
+    return spins
+
+
+class SpinHandler(tornado.web.RequestHandler):
+    def get(self) -> None:
+        try:
+            seconds = float(self.get_query_argument("seconds", "5"))
+        except ValueError:
+            seconds = -1.0
+        if not 0 < seconds <= 120:
+            self.set_status(400)
+            self.finish({"error": "seconds must be in (0, 120]"})
+            return
+        # Deliberately blocks the app's event loop: watch the console answer meanwhile.
+        self.write({"spun": seconds, "spins": busy_spin(seconds)})
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +114,7 @@ def add_parser(sub: Any) -> None:
 async def serve(args: argparse.Namespace) -> int:
     # runs on the main thread's loop: the "host application"
     st = prepare_state(args.state.resolve())
-    app = tornado.web.Application([(r"/", IndexHandler), (r"/leak", LeakHandler)])
+    app = tornado.web.Application([(r"/", IndexHandler), (r"/leak", LeakHandler), (r"/spin", SpinHandler)])
     sockets = tornado.netutil.bind_sockets(args.app_port, address="127.0.0.1")
     server = tornado.httpserver.HTTPServer(app)
     server.add_sockets(sockets)
@@ -129,7 +153,8 @@ def _print_banner(info: dict[str, Any], st: DemoState) -> None:
     uri = opsconsole_uri(st.totp_secret)
     print(
         f"""opsconsole demo
-  app      {info["app_url"]}/      (/leak keeps one more LeakyRecord per call)
+  app      {info["app_url"]}/      (/leak keeps one more LeakyRecord per call;
+                                      /spin?seconds=N busy-loops the app's main thread)
   console  {info["url"]}
   state    {st.dir / "demo.json"}
 

@@ -6,15 +6,37 @@ Dependencies arrive through ``initialize(**kwargs)`` from the one URL table in
 
 from __future__ import annotations
 
+import asyncio
 import json
-from typing import Any, ClassVar
+import math
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
 
 import tornado.web
 
+from opsconsole import log
 from opsconsole.auth.authenticator import Authenticator
 from opsconsole.auth.principal import Principal, Role
 from opsconsole.auth.sessions import SessionInfo
-from opsconsole.errors import AuthError
+from opsconsole.diagnostics import render
+from opsconsole.diagnostics.service import Diagnostics
+from opsconsole.errors import (
+    AuthError,
+    BusyError,
+    DiagnosticsError,
+    InvalidRequestError,
+    NotFoundError,
+    StateError,
+)
+
+_log = log.get("transport")
+T = TypeVar("T")
+_DIAG_STATUS: dict[type, tuple[int, str]] = {
+    BusyError: (429, "busy"),
+    InvalidRequestError: (400, "bad_request"),
+    NotFoundError: (404, "not_found"),
+    StateError: (409, "conflict"),
+}
 
 # What a client sees per status; the log keeps the specific reason.
 _CODES = {
@@ -42,9 +64,13 @@ class BaseHandler(tornado.web.RequestHandler):
 
     required_role: ClassVar[Role | None] = "viewer"
 
-    def initialize(self, auth: Authenticator, origin: str) -> None:
+    def initialize(
+        self, auth: Authenticator, origin: str, diag: Diagnostics, record: Callable[..., None]
+    ) -> None:
         self.auth = auth
         self.origin = origin
+        self.diag = diag
+        self.record = record
         self.session: SessionInfo | None = None
 
     def set_default_headers(self) -> None:
@@ -107,11 +133,66 @@ class BaseHandler(tornado.web.RequestHandler):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, ApiError):
             code, message = exc.code, exc.message
+        elif isinstance(exc, DiagnosticsError):
+            status_code, code = _DIAG_STATUS.get(type(exc), (500, "internal_error"))
+            message = str(exc)
+            self.set_status(status_code)
+            if isinstance(exc, BusyError):
+                self.set_header("Retry-After", str(math.ceil(exc.retry_after)))
         else:
             code = _CODES.get(status_code, "error" if status_code < 500 else "internal_error")
             message = self._reason if status_code < 500 else "internal error (see the service log)"
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(json.dumps({"error": code, "message": message}, separators=(",", ":")))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        # A refused dump (busy, bad name, ...) is the client's business, not a server error.
+        if isinstance(value, DiagnosticsError):
+            _log.info("%s %s: %s", self.request.method, self.request.path, value)
+        else:
+            super().log_exception(typ, value, tb)
+
+    # -- helpers for the dump routes -------------------------------------------------------
+
+    def int_arg(self, name: str, default: int, low: int, high: int) -> int:
+        return int(self.float_arg(name, default, low, high))
+
+    def float_arg(self, name: str, default: float, low: float, high: float) -> float:
+        raw = self.get_query_argument(name, None)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ApiError(400, "bad_request", f"{name} must be a number") from None
+        if not low <= value <= high:
+            raise ApiError(400, "bad_request", f"{name} must be between {low} and {high}")
+        return value
+
+    def choice_arg(self, name: str, choices: tuple[str, ...]) -> str:
+        value = self.get_query_argument(name, choices[0])
+        if value not in choices:
+            raise ApiError(400, "bad_request", f"{name} must be one of {', '.join(choices)}")
+        return value
+
+    def send_result(self, result: Any) -> None:
+        """A diagnostics result as JSON, or as the readable text with ``?format=text``."""
+        if self.choice_arg("format", ("json", "text")) == "text":
+            self.set_header("Content-Type", "text/plain; charset=utf-8")
+            self.finish(render.to_text(result))
+        else:
+            self.send_json(render.to_data(result))
+
+    async def expensive(self, what: str, fn: Callable[[], T], *, expected_seconds: float = 1.0) -> T:
+        """Run ``fn`` on the dump worker (429 if one is running); the IO loop stays free."""
+        return await asyncio.wrap_future(self.diag.expensive(what, fn, expected_seconds=expected_seconds))
+
+    def audit(self, event: str, **fields: Any) -> None:
+        """Record what an authenticated operator asked for, before it runs."""
+        assert self.session is not None
+        self.record(
+            event, user=self.principal.user, session=self.session.session_id, source=self.source, **fields
+        )
 
 
 class NotFoundHandler(BaseHandler):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 import tornado.httpserver
@@ -16,22 +17,47 @@ import tornado.web
 from opsconsole import log
 from opsconsole.auth.authenticator import Authenticator
 from opsconsole.config import Settings
+from opsconsole.diagnostics.service import Diagnostics
+from opsconsole.transport import dumps
 from opsconsole.transport.auth_routes import ChallengeHandler, LoginHandler, LogoutHandler, WhoamiHandler
 from opsconsole.transport.base import NotFoundHandler
 
 _log = log.get("transport.http")
 
 
-def make_app(auth: Authenticator, origin: str) -> tornado.web.Application:
-    deps: dict[str, Any] = {"auth": auth, "origin": origin}
-    routes: list[tuple[str, type[tornado.web.RequestHandler], dict[str, Any]]] = [
-        (r"/ops/auth/challenge", ChallengeHandler, deps),
-        (r"/ops/auth/login", LoginHandler, deps),
-        (r"/ops/auth/logout", LogoutHandler, deps),
-        (r"/ops/whoami", WhoamiHandler, deps),
+def routes(deps: dict[str, Any]) -> list[tuple[str, type[tornado.web.RequestHandler], dict[str, Any]]]:
+    """The one URL table. docs/openapi.json documents each route (a test compares them)."""
+    table: list[tuple[str, type[tornado.web.RequestHandler]]] = [
+        (r"/ops/auth/challenge", ChallengeHandler),
+        (r"/ops/auth/login", LoginHandler),
+        (r"/ops/auth/logout", LogoutHandler),
+        (r"/ops/whoami", WhoamiHandler),
+        (r"/ops/threads", dumps.ThreadsHandler),
+        (r"/ops/gc", dumps.GcHandler),
+        (r"/ops/gc/monitor", dumps.GcMonitorHandler),
+        (r"/ops/process", dumps.ProcessHandler),
+        (r"/ops/objects", dumps.ObjectsHandler),
+        (r"/ops/objects/baseline", dumps.BaselineHandler),
+        (r"/ops/objects/growth", dumps.GrowthHandler),
+        (r"/ops/objects/refchain", dumps.RefchainHandler),
+        (r"/ops/heap", dumps.HeapHandler),
+        (r"/ops/heap/start", dumps.HeapStartHandler),
+        (r"/ops/heap/stop", dumps.HeapStopHandler),
+        (r"/ops/heap/snapshots", dumps.SnapshotsHandler),
+        (r"/ops/heap/snapshots/([^/]+)", dumps.SnapshotHandler),
+        (r"/ops/heap/snapshots/([^/]+)/top", dumps.SnapshotTopHandler),
+        (r"/ops/heap/diff", dumps.DiffHandler),
+        (r"/ops/profile", dumps.ProfileHandler),
     ]
+    return [(pattern, handler, deps) for pattern, handler in table]
+
+
+def make_app(
+    auth: Authenticator, origin: str, diag: Diagnostics, record: Callable[..., None]
+) -> tornado.web.Application:
+    deps: dict[str, Any] = {"auth": auth, "origin": origin, "diag": diag, "record": record}
     return tornado.web.Application(
-        routes,
+        routes(deps),
         default_handler_class=NotFoundHandler,
         default_handler_args=deps,
         xsrf_cookies=False,  # no cookie auth yet: bearer tokens only

@@ -1,0 +1,283 @@
+"""Live-object census and growth tracking (what objgraph's ``show_growth`` answers), without long stalls.
+
+Runs on the console's dump worker thread or the operator's REPL thread, never on a host thread. The
+host keeps running meanwhile, so every step is shaped around the GIL: the interpreter hands the GIL
+to another thread only between bytecodes, so one C call over a million objects (``Counter(map(...))``)
+would freeze every host thread for its whole duration. The object list is therefore consumed in
+chunks of ``CHUNK`` objects; each chunk is a few short C calls (~1–3 ms) and the loop between chunks
+lets the host threads in. The one unavoidable long call is ``gc.get_objects()`` itself (~40 ms for
+a million objects). ``gc.collect()`` is never called: on a big heap it stalls every thread far longer.
+
+Only GC-tracked objects are seen (as with objgraph): str, int, float and containers holding only
+such atoms are untracked by CPython and do not appear. Sizes are shallow (``sys.getsizeof``; a class's
+own ``__sizeof__`` is honoured, and one that raises counts as 0).
+
+The census's own objects are not counted: they are all created after ``gc.get_objects()`` returns,
+and the growth baselines are flat str → int dicts, which CPython does not track. While a census runs,
+its thread holds a list of every object; ``working()`` marks that so refchain never walks through it.
+"""
+
+from __future__ import annotations
+
+import gc
+import re
+import sys
+import threading
+import time
+import weakref
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from opsconsole.errors import InvalidRequestError, NotFoundError
+
+CHUNK = 20_000  # objects per GIL-holding step: ~1–3 ms of C work each
+MAX_BASELINES = 16
+MAX_TOP = 1000
+_BASELINE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+# The getsets of ``type`` itself: reading a class's name through them never runs a metaclass's code.
+_TYPE_MODULE: Any = type.__dict__["__module__"]
+_TYPE_QUALNAME: Any = type.__dict__["__qualname__"]
+_NAMES_MAX = 8192
+# id(type) → (weak ref, name). Keyed by id with a weak check so the cache never keeps a class alive;
+# a dead class's entry is harmless (the ref no longer matches) and the whole cache is bounded.
+_names: dict[int, tuple[weakref.ref[type], str]] = {}
+
+# Per thread: how many censuses / reference searches it started and finished. A thread inside one
+# holds a list of every object in its frame; refchain leaves such threads' frames out of its roots
+# (it compares these counters before and after reading a frame's locals, which closes the race).
+# Each thread only writes its own entry, and single dict operations are atomic under the GIL.
+_started: dict[int, int] = {}
+_finished: dict[int, int] = {}
+
+
+@contextmanager
+def working() -> Iterator[None]:
+    """Mark the current thread as holding object lists until the block ends. Drop them inside it."""
+    ident = threading.get_ident()
+    _started[ident] = _started.get(ident, 0) + 1
+    try:
+        yield
+    finally:
+        _finished[ident] = _finished.get(ident, 0) + 1
+
+
+def activity(ident: int) -> tuple[int, int]:
+    """(started, finished) counts of ``working()`` blocks on thread ``ident``. Any thread."""
+    return _started.get(ident, 0), _finished.get(ident, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class TypeStat:
+    name: str
+    count: int
+    size: int  # total shallow bytes; 0 when the census was taken without sizes
+
+
+@dataclass(frozen=True, slots=True)
+class Census:
+    taken_at: float  # time.time()
+    total_objects: int
+    total_size: int  # 0 when ``sized`` is False
+    types: tuple[TypeStat, ...]  # the top N by count
+    distinct_types: int = 0
+    sized: bool = True
+    elapsed: float = 0.0  # seconds the census took (on the dump thread, not host stall)
+
+
+@dataclass(frozen=True, slots=True)
+class TypeGrowth:
+    name: str
+    count: int
+    delta: int
+    size: int
+    size_delta: int  # 0 unless both sides were taken with sizes
+
+
+@dataclass(frozen=True, slots=True)
+class Growth:
+    since: str  # a baseline name, "previous" or "empty" (the first call without a baseline)
+    taken_at: float
+    rows: tuple[TypeGrowth, ...]
+
+
+def type_name(t: type) -> str:
+    """``module.QualName`` (``dict`` for builtins), cached per class without keeping it alive. Any thread."""
+    hit = _names.get(id(t))
+    if hit is not None and hit[0]() is t:
+        return hit[1]
+    try:
+        module = _TYPE_MODULE.__get__(t, type)
+    except AttributeError:  # a heap type whose __module__ was deleted
+        module = "?"
+    qual = str(_TYPE_QUALNAME.__get__(t, type))
+    name = qual if module == "builtins" else f"{module}.{qual}"
+    if len(_names) >= _NAMES_MAX:
+        _names.clear()
+    _names[id(t)] = (weakref.ref(t), name)
+    return name
+
+
+def _safe_size(obj: object) -> int:
+    try:
+        return sys.getsizeof(obj)
+    except Exception:  # a host __sizeof__ that raises must not break the census
+        return 0
+
+
+def _add_sizes(chunk: list[object], sizes: dict[type, int]) -> None:
+    try:
+        each = list(map(sys.getsizeof, chunk))
+    except Exception:
+        each = [_safe_size(o) for o in chunk]
+    get = sizes.get
+    for t, n in zip(map(type, chunk), each, strict=True):
+        sizes[t] = get(t, 0) + n
+
+
+def _count(with_sizes: bool) -> tuple[Counter[type], dict[type, int]]:
+    """Counts (and sizes) per class. Consumes the object list from the end, chunk by chunk, so each
+    step holds the GIL briefly and references are released as we go, not all at the end."""
+    counts: Counter[type] = Counter()
+    sizes: dict[type, int] = {}
+    objs = gc.get_objects()
+    while objs:
+        chunk = objs[-CHUNK:]
+        del objs[-CHUNK:]
+        counts.update(map(type, chunk))
+        if with_sizes:
+            _add_sizes(chunk, sizes)
+    return counts, sizes
+
+
+def _take(with_sizes: bool) -> tuple[Counter[type], dict[type, int]]:
+    with working():  # _count's frame, and with it every object list, is gone when this block ends
+        return _count(with_sizes)
+
+
+@dataclass(frozen=True, slots=True)
+class _State:
+    """Per-name counts and sizes. Two flat dicts of str → int: almost nothing GC-tracked, so a stored
+    baseline does not show up in the next census."""
+
+    taken_at: float
+    counts: dict[str, int]
+    sizes: dict[str, int] | None
+
+
+def _state(with_sizes: bool) -> tuple[_State, float]:
+    started = time.monotonic()
+    by_type, size_by_type = _take(with_sizes)
+    counts: dict[str, int] = {}
+    sizes: dict[str, int] = {}
+    for t, n in by_type.items():
+        name = type_name(t)  # distinct classes with one name (e.g. re-imported) are merged, as objgraph
+        counts[name] = counts.get(name, 0) + n
+        if with_sizes:
+            sizes[name] = sizes.get(name, 0) + size_by_type.get(t, 0)
+    return _State(time.time(), counts, sizes if with_sizes else None), time.monotonic() - started
+
+
+def _check_top(top: int) -> None:
+    if not 1 <= top <= MAX_TOP:
+        raise InvalidRequestError(f"top must be between 1 and {MAX_TOP}, not {top}")
+
+
+def _summary(state: _State, top: int, elapsed: float) -> Census:
+    sizes = state.sizes or {}
+    names = sorted(state.counts, key=lambda n: (-state.counts[n], -sizes.get(n, 0), n))[:top]
+    return Census(
+        taken_at=state.taken_at,
+        total_objects=sum(state.counts.values()),
+        total_size=sum(sizes.values()),
+        types=tuple(TypeStat(n, state.counts[n], sizes.get(n, 0)) for n in names),
+        distinct_types=len(state.counts),
+        sized=state.sizes is not None,
+        elapsed=elapsed,
+    )
+
+
+def census(*, top: int = 30, sizes: bool = True) -> Census:
+    """Live GC-tracked objects per class, the top ``top`` by count. Dump worker or REPL thread."""
+    _check_top(top)
+    state, elapsed = _state(sizes)
+    return _summary(state, top, elapsed)
+
+
+def _growth_rows(now: _State, before: _State, top: int) -> list[TypeGrowth]:
+    sized = now.sizes is not None and before.sizes is not None
+    now_sizes = now.sizes or {}
+    before_sizes = before.sizes or {}
+    rows = []
+    for name, count in now.counts.items():
+        delta = count - before.counts.get(name, 0)
+        if delta > 0:
+            size = now_sizes.get(name, 0)
+            size_delta = size - before_sizes.get(name, 0) if sized else 0
+            rows.append(TypeGrowth(name, count, delta, size, size_delta))
+    rows.sort(key=lambda r: (-r.delta, -r.size_delta, r.name))
+    return rows[:top]
+
+
+class GrowthTracker:
+    """Named baselines and "what grew since last time", like objgraph's ``show_growth``.
+
+    ``growth()`` without ``since`` compares with the previous ``growth()`` call. The very first call
+    compares with an empty state (``since="empty"``), exactly as objgraph's first ``show_growth``:
+    every class shows up with its full count, which is the useful first look; from the second call on
+    only real growth is shown. A host that wants a meaningful first answer calls ``growth()`` once
+    when the console starts (on the dump worker) and discards it.
+
+    Thread-safe: one lock serialises the calls (the dump worker and the REPL may both use it); it is
+    held for the census too, so two overlapping calls cannot interleave their "previous" states.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._baselines: dict[str, _State] = {}  # insertion order = age; the oldest is dropped first
+        self._previous: _State | None = None
+
+    @staticmethod
+    def _check_name(name: str) -> None:
+        if not isinstance(name, str) or _BASELINE_NAME.fullmatch(name) is None:
+            raise InvalidRequestError(f"baseline names match [A-Za-z0-9_.-]{{1,64}}: {name!r:.80}")
+
+    def baseline(self, name: str = "default", *, top: int = 30, sizes: bool = True) -> Census:
+        """Record the per-class counts (and sizes) under ``name``; re-using a name replaces it."""
+        self._check_name(name)
+        _check_top(top)
+        with self._lock:
+            state, elapsed = _state(sizes)
+            self._baselines.pop(name, None)
+            self._baselines[name] = state
+            while len(self._baselines) > MAX_BASELINES:
+                del self._baselines[next(iter(self._baselines))]
+        return _summary(state, top, elapsed)
+
+    def baselines(self) -> tuple[str, ...]:
+        """Stored baseline names, oldest first."""
+        with self._lock:
+            return tuple(self._baselines)
+
+    def growth(self, since: str | None = None, *, top: int = 30, sizes: bool = True) -> Growth:
+        """Classes whose count grew since baseline ``since`` (or the previous call), most growth first."""
+        if since is not None:
+            self._check_name(since)
+        _check_top(top)
+        with self._lock:
+            if since is not None:
+                before = self._baselines.get(since)
+                if before is None:
+                    raise NotFoundError(f"no baseline named {since!r}")
+                label = since
+            elif self._previous is None:
+                before, label = _State(0.0, {}, {}), "empty"
+            else:
+                before, label = self._previous, "previous"
+            now, _elapsed = _state(sizes)
+            if since is None:
+                self._previous = now
+        return Growth(since=label, taken_at=now.taken_at, rows=tuple(_growth_rows(now, before, top)))

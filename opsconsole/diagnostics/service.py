@@ -1,0 +1,116 @@
+"""One façade over every diagnostic, shared by the HTTP routes and (next) the REPL helpers.
+
+It owns the long-lived pieces — growth baselines, the snapshot store, the GC pause
+monitor, the one-at-a-time worker — and knows which threads are the console's own so
+dumps leave them out. Methods are synchronous; expensive ones are meant to be called
+through :meth:`Diagnostics.expensive`, which runs them on the dump worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from opsconsole.diagnostics import census as census_mod
+from opsconsole.diagnostics import gcstats, heap, process, profiler, refchain, threads
+from opsconsole.diagnostics.heapdiff import HeapDiff
+from opsconsole.diagnostics.jobs import OneAtATime
+from opsconsole.diagnostics.snapshots import SnapshotInfo, SnapshotStore
+
+T = TypeVar("T")
+# Threads whose name starts with this are the console's own (IO loop, dump worker, REPL
+# sessions, samplers); dumps and root sets leave them out.
+OWN_THREAD_PREFIX = "opsconsole"
+
+
+def own_thread_idents() -> frozenset[int]:
+    return frozenset(
+        t.ident for t in threading.enumerate() if t.name.startswith(OWN_THREAD_PREFIX) and t.ident
+    )
+
+
+class Diagnostics:
+    def __init__(self, *, dump_dir: Path, app_loops: Sequence[asyncio.AbstractEventLoop] = ()) -> None:
+        self.app_loops = tuple(app_loops)
+        self.jobs = OneAtATime()
+        self.growth_tracker = census_mod.GrowthTracker()
+        self.snapshots = SnapshotStore(dump_dir)
+        self.gc_monitor = gcstats.GcPauseMonitor()
+        self._closing = threading.Event()  # cuts a running profile short at shutdown
+
+    def close(self) -> None:
+        # runs on the thread that stops the console
+        self._closing.set()
+        self.gc_monitor.stop()
+        self.jobs.shutdown()
+        self.snapshots.close()
+
+    def expensive(
+        self, what: str, fn: Callable[[], T], *, expected_seconds: float = 1.0
+    ) -> concurrent.futures.Future[T]:
+        """Run ``fn`` on the dump worker; raises BusyError while another one runs."""
+        return self.jobs.submit(what, fn, expected_seconds=expected_seconds)
+
+    # -- cheap: fine on the console IO loop ------------------------------------------------
+
+    def threads(self) -> threads.ThreadDump:
+        return threads.dump_threads(self.app_loops, exclude_idents=own_thread_idents())
+
+    def gc(self) -> gcstats.GcInfo:
+        return gcstats.gc_info(self.gc_monitor if self.gc_monitor.running else None)
+
+    def process(self) -> process.ProcessInfo:
+        return process.process_info()
+
+    def heap_status(self, top: int = 10) -> heap.HeapStatus:
+        return heap.status(top)
+
+    def heap_start(self, frames: int) -> heap.HeapStatus:
+        return heap.start(frames)
+
+    def heap_stop(self) -> heap.HeapStatus:
+        return heap.stop()
+
+    # -- expensive: call through expensive() -------------------------------------------------
+
+    def census(self, top: int = 30, *, sizes: bool = True) -> census_mod.Census:
+        return census_mod.census(top=top, sizes=sizes)
+
+    def baseline(self, name: str = "default") -> census_mod.Census:
+        return self.growth_tracker.baseline(name)
+
+    def growth(self, since: str | None = None, top: int = 30) -> census_mod.Growth:
+        return self.growth_tracker.growth(since, top=top)
+
+    def refchain(
+        self, target: str | type | object, *, max_depth: int = 40, time_limit: float = 5.0
+    ) -> refchain.RefChain:
+        roots = refchain.Roots(extra=tuple((f"app loop {i}", loop) for i, loop in enumerate(self.app_loops)))
+        return refchain.refchain(
+            target, roots=roots, max_depth=max_depth, time_limit=time_limit, exclude=own_thread_idents()
+        )
+
+    def snapshot(self, name: str) -> SnapshotInfo:
+        return self.snapshots.take(name)
+
+    def snapshot_after_gc(self, name: str, *, collect: bool = False, timeout: float = 300.0) -> SnapshotInfo:
+        return self.snapshots.take_after_gc(name, collect=collect, timeout=timeout)
+
+    def diff(
+        self,
+        base: str,
+        other: str | None = None,
+        *,
+        key: Literal["lineno", "traceback"] = "lineno",
+        top: int = 20,
+    ) -> HeapDiff:
+        return self.snapshots.diff(base, other, key=key, top=top)
+
+    def profile(self, seconds: float, *, interval: float = 0.005) -> profiler.Profile:
+        return profiler.sample(
+            seconds, interval=interval, exclude_idents=own_thread_idents(), stop_event=self._closing
+        )

@@ -1,0 +1,423 @@
+"""Named tracemalloc snapshots: files for download, grouped forms in memory for fast diffs.
+
+Each snapshot is written as ``<name>.tracemalloc`` — a pickle ``tracemalloc.Snapshot.load``
+reads — into a private (0700) directory; the file is created with O_EXCL|O_NOFOLLOW, mode
+0600, and removed again on any failure so no half-written file remains. Names are checked against a
+strict pattern before they get near a path. A count and a byte budget bound the disk use:
+the oldest snapshots are dropped (file deleted) to make room. ``close`` deletes every file
+this store wrote; files it did not write (another process sharing the directory, an earlier
+run) are never touched, and a name whose file exists is refused rather than overwritten.
+
+Threads: ``take`` and ``diff`` run on the console's dump worker thread; ``take_after_gc``
+on the thread that waits for the collection (the console gives it its own thread so the dump
+worker stays free); ``list``/``path``/``drop``/``close`` on the IO loop. One lock guards
+the registry and is never held during snapshotting, pickling or grouping.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import gc
+import os
+import pickle
+import queue
+import re
+import stat
+import threading
+import time
+import tracemalloc
+from collections.abc import Collection
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from opsconsole import log
+from opsconsole.diagnostics import heapdiff
+from opsconsole.diagnostics.heapdiff import Grouped, HeapDiff, KeyType, Site
+from opsconsole.errors import ConfigError, InsecureFileError, InvalidRequestError, NotFoundError, StateError
+
+_log = log.get("diagnostics.snapshots")
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # used with fullmatch: no "\n" slips by
+SUFFIX = ".tracemalloc"
+MAX_WAIT = 24 * 3600.0
+_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+
+State = Literal["ready", "pending"]
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotInfo:
+    name: str
+    state: State  # "pending": requested, not yet written (waiting for a full GC, or being written)
+    after_gc: bool
+    requested_at: float  # time.time()
+    taken_at: float | None  # None while pending
+    frames: int  # traceback limit of the snapshot
+    traces: int
+    traced_bytes: int  # total size of the traced blocks
+    file_bytes: int  # size of the file on disk
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotList:
+    snapshots: tuple[SnapshotInfo, ...]  # oldest request first
+    file_bytes: int
+    max_count: int
+    max_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotTop:
+    name: str
+    key: KeyType
+    traces: int  # after leaving out the console's own and tracemalloc's
+    traced_bytes: int
+    sites: tuple[Site, ...]
+
+
+@dataclass(slots=True)
+class _Entry:
+    info: SnapshotInfo
+    seq: int  # budget order; wall-clock taken_at can step backwards
+    wake: queue.SimpleQueue[str] | None  # after-GC waiters get "gc", "dropped" or "closed"
+    grouped: Grouped | None = None
+
+
+class SnapshotStore:
+    """Errors: a bad name or parameter, or a name already taken → InvalidRequestError (400);
+    no such snapshot → NotFoundError (404); tracemalloc off, snapshot still pending, store
+    closed, write failure or over the byte budget → StateError (409); an unsafe directory
+    → InsecureFileError (a ConfigError) from the constructor.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        max_count: int = 8,
+        max_bytes: int = 512 * 1024 * 1024,
+        exclude_prefixes: Collection[str] = heapdiff.DEFAULT_EXCLUDE_PREFIXES,
+        exclude_files: Collection[str] = heapdiff.DEFAULT_EXCLUDE_FILES,
+    ) -> None:
+        if max_count < 1:
+            raise ConfigError("must be at least 1", key="max_count")
+        if max_bytes < 1:
+            raise ConfigError("must be at least 1", key="max_bytes")
+        self.directory = Path(directory)
+        self.max_count = max_count
+        self.max_bytes = max_bytes
+        self._exclude = {"exclude_prefixes": tuple(exclude_prefixes), "exclude_files": tuple(exclude_files)}
+        self._lock = threading.Lock()
+        self._entries: dict[str, _Entry] = {}
+        self._seq = 0
+        self._closed = False
+        self.directory.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.mkdir(self.directory, 0o700)
+        except FileExistsError:
+            pass  # an existing directory must pass _check_dir as it is: never loosened or fixed up
+        else:
+            os.chmod(self.directory, 0o700)  # exactly 0700, whatever the umask
+        self._check_dir()
+
+    # -- queries -------------------------------------------------------------------------
+
+    @staticmethod
+    def check_name(name: object) -> str:
+        """``name`` if it is a valid snapshot name, else InvalidRequestError. Any thread."""
+        if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+            raise InvalidRequestError(
+                "a snapshot name is 1-64 characters of A-Z a-z 0-9 _ . - and starts with a letter or digit"
+            )
+        return name
+
+    def list(self) -> tuple[SnapshotInfo, ...]:
+        with self._lock:
+            return tuple(e.info for e in self._entries.values())
+
+    def summary(self) -> SnapshotList:
+        infos = self.list()
+        return SnapshotList(infos, sum(i.file_bytes for i in infos), self.max_count, self.max_bytes)
+
+    def path(self, name: str) -> Path:
+        """The file of a ready snapshot, for download."""
+        with self._lock:
+            self._ready(self.check_name(name))
+        return self._file(name)
+
+    def top(self, name: str, *, key: str = "lineno", top: int = 10) -> SnapshotTop:
+        """The largest allocation sites of one snapshot (``traceback`` reads the file)."""
+        kind, _ = heapdiff.check_key(key), heapdiff.check_top(top)
+        grouped = self._grouped(self.check_name(name), kind)
+        return SnapshotTop(name, kind, grouped.traces, grouped.size, heapdiff.top_sites(grouped, top))
+
+    def diff(self, base: str, other: str | None = None, *, key: str = "lineno", top: int = 20) -> HeapDiff:
+        """``other`` minus ``base``; ``other=None`` compares with a fresh snapshot (not stored).
+
+        ``lineno`` uses the grouped forms kept in memory; ``traceback`` reads the files.
+        """
+        kind, _ = heapdiff.check_key(key), heapdiff.check_top(top)
+        grouped_base = self._grouped(self.check_name(base), kind)
+        if other is None:
+            grouped_other = heapdiff.group(self._snapshot(), kind, **self._exclude)
+        else:
+            grouped_other = self._grouped(self.check_name(other), kind)
+        return heapdiff.diff(grouped_base, grouped_other, top=top, base_name=base, other_name=other or "now")
+
+    # -- changes -------------------------------------------------------------------------
+
+    def take(self, name: str) -> SnapshotInfo:
+        """Snapshot now and store it as ``name``. A taken name is InvalidRequestError (400)."""
+        self.check_name(name)
+        self._snapshot_possible()
+        return self._capture(self._reserve(name, wake=None))
+
+    def take_after_gc(self, name: str, *, timeout: float = 300.0, collect: bool = False) -> SnapshotInfo:
+        """Snapshot right after the host's next full (generation 2) collection.
+
+        Blocks the calling thread until then (at most ``timeout`` seconds, after which the
+        pending entry goes and StateError is raised). ``collect=True`` runs that collection
+        now, on the calling thread — the only place the console ever calls gc.collect().
+        """
+        self.check_name(name)
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= MAX_WAIT:
+            raise InvalidRequestError(f"timeout must be a number of seconds in (0, {MAX_WAIT:g}]")
+        self._snapshot_possible()
+        wake: queue.SimpleQueue[str] = queue.SimpleQueue()
+
+        def on_gc(phase: str, info: dict[str, Any]) -> None:
+            # Runs inside a collection, on whichever host thread triggered it. It only puts on
+            # a SimpleQueue, which never blocks and is safe to re-enter; Event.set would take a
+            # lock the waiting thread itself may hold if the collection starts on it.
+            if phase == "stop" and info.get("generation") == 2:
+                wake.put_nowait("gc")
+
+        # Hook first, entry second: once list() shows "pending", no full collection is missed.
+        gc.callbacks.append(on_gc)
+        try:
+            entry = self._reserve(name, wake=wake, after_gc=True)
+            try:
+                if collect:
+                    gc.collect()
+                try:
+                    why = wake.get(timeout=timeout)
+                except queue.Empty:
+                    raise StateError(
+                        f"no full garbage collection within {timeout:g} s; {name!r} not taken"
+                    ) from None
+                if why != "gc":
+                    raise StateError(f"snapshot {name!r} was {why} while waiting for a full collection")
+            except BaseException:
+                self._forget(name, entry)
+                raise
+        finally:
+            with contextlib.suppress(ValueError):
+                gc.callbacks.remove(on_gc)
+        # The snapshot itself is taken here, never inside the gc callback.
+        return self._capture(entry)
+
+    def drop(self, name: str) -> None:
+        """Forget a snapshot and delete its file; a pending one is cancelled."""
+        self.check_name(name)
+        with self._lock:
+            entry = self._entries.pop(name, None)
+        if entry is None:
+            raise NotFoundError(f"no snapshot named {name!r}")
+        if entry.info.state == "ready":
+            self._unlink(name)
+        elif entry.wake is not None:
+            entry.wake.put_nowait("dropped")
+        # A pending plain take sees its entry gone when it finishes and deletes its file.
+
+    def close(self) -> None:
+        """Delete every file this store wrote and cancel pending after-GC waits. Idempotent."""
+        with self._lock:
+            self._closed = True
+            entries = list(self._entries.values())
+            self._entries.clear()
+        for entry in entries:
+            if entry.wake is not None:
+                entry.wake.put_nowait("closed")
+            if entry.info.state == "ready":
+                self._unlink(entry.info.name)
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _reserve(self, name: str, *, wake: queue.SimpleQueue[str] | None, after_gc: bool = False) -> _Entry:
+        with self._lock:
+            if self._closed:
+                raise StateError("the snapshot store is closed")
+            if name in self._entries:
+                raise InvalidRequestError(f"a snapshot named {name!r} exists; drop it or pick another name")
+            self._seq += 1
+            info = SnapshotInfo(name, "pending", after_gc, time.time(), None, 0, 0, 0, 0)
+            entry = self._entries[name] = _Entry(info, self._seq, wake)
+            return entry
+
+    def _forget(self, name: str, entry: _Entry) -> None:
+        with self._lock:
+            if self._entries.get(name) is entry:
+                del self._entries[name]
+
+    def _capture(self, entry: _Entry) -> SnapshotInfo:
+        name = entry.info.name
+        try:
+            snapshot = self._snapshot()
+            taken_at = time.time()
+            file_bytes = self._write(name, snapshot)
+            try:
+                grouped = heapdiff.group(snapshot, "lineno", **self._exclude)
+            except BaseException:
+                self._unlink(name)
+                raise
+        except BaseException:
+            self._forget(name, entry)
+            raise
+        traced = grouped.size + grouped.excluded_size
+        traces = grouped.traces + grouped.excluded_traces
+        info = replace(
+            entry.info,
+            state="ready",
+            taken_at=taken_at,
+            frames=snapshot.traceback_limit,
+            traces=traces,
+            traced_bytes=traced,
+            file_bytes=file_bytes,
+        )
+        del snapshot
+        victims: builtins.list[str] = []
+        with self._lock:
+            gone = self._closed or self._entries.get(name) is not entry
+            too_big = not gone and file_bytes > self.max_bytes
+            if too_big:
+                del self._entries[name]
+            elif not gone:
+                entry.info, entry.grouped = info, grouped
+                victims = self._over_budget()
+        if gone or too_big:
+            self._unlink(name)
+            if gone:
+                raise StateError(f"snapshot {name!r} was dropped, or the store closed, while it was taken")
+            raise StateError(f"snapshot {name!r} is {file_bytes} bytes, over the budget of {self.max_bytes}")
+        for victim in victims:
+            self._unlink(victim)
+            _log.info("dropped snapshot %s to stay within the budget", victim)
+        return info
+
+    def _over_budget(self) -> builtins.list[str]:
+        # Called with the lock held; the newest snapshot fits by itself, so it always stays.
+        ready = sorted((e for e in self._entries.values() if e.info.state == "ready"), key=lambda e: e.seq)
+        total = sum(e.info.file_bytes for e in ready)
+        victims = []
+        while len(ready) > self.max_count or total > self.max_bytes:
+            oldest = ready.pop(0)
+            total -= oldest.info.file_bytes
+            del self._entries[oldest.info.name]
+            victims.append(oldest.info.name)
+        return victims
+
+    def _ready(self, name: str) -> _Entry:
+        entry = self._entries.get(name)
+        if entry is None:
+            raise NotFoundError(f"no snapshot named {name!r}")
+        if entry.info.state != "ready":
+            raise StateError(f"snapshot {name!r} is still pending")
+        return entry
+
+    def _grouped(self, name: str, key: KeyType) -> Grouped:
+        with self._lock:
+            grouped = self._ready(name).grouped
+        if key == "lineno" and grouped is not None:
+            return grouped
+        return heapdiff.group(self._load(name), key, **self._exclude)
+
+    def _snapshot_possible(self) -> None:
+        if self._closed:
+            raise StateError("the snapshot store is closed")
+        if not tracemalloc.is_tracing():
+            raise StateError("tracemalloc is not tracing; start it first")
+
+    def _snapshot(self) -> tracemalloc.Snapshot:
+        try:
+            return tracemalloc.take_snapshot()
+        except RuntimeError as exc:
+            raise StateError("tracemalloc is not tracing; start it first") from exc
+
+    def _file(self, name: str) -> Path:
+        return self.directory / (name + SUFFIX)
+
+    def _check_dir(self) -> None:
+        path = self.directory
+        try:
+            st = os.lstat(path)
+        except OSError as exc:
+            raise InsecureFileError(str(path), f"cannot be used: {exc.strerror}") from exc
+        if stat.S_ISLNK(st.st_mode):
+            raise InsecureFileError(str(path), "is a symbolic link; point the setting at the real directory")
+        if not stat.S_ISDIR(st.st_mode):
+            raise InsecureFileError(str(path), "is not a directory")
+        if st.st_uid != os.geteuid():
+            raise InsecureFileError(str(path), f"is owned by uid {st.st_uid}, not by this process")
+        if st.st_mode & 0o077:
+            mode = f"{stat.S_IMODE(st.st_mode):04o}"
+            raise InsecureFileError(
+                str(path), f"is accessible by group/others (mode {mode}); run chmod 700 {path}"
+            )
+
+    def _write(self, name: str, snapshot: tracemalloc.Snapshot) -> int:
+        """Write the pickle with O_EXCL; on any failure the file is removed again."""
+        self._check_dir()  # again: the directory could have been swapped since __init__
+        path = self._file(name)
+        try:
+            fd = os.open(path, _WRITE_FLAGS, 0o600)
+        except FileExistsError as exc:
+            raise StateError(
+                f"{path} exists but is not a snapshot of this store; not overwriting it"
+            ) from exc
+        except OSError as exc:
+            raise StateError(f"cannot create {path}: {exc.strerror}") from exc
+        # From here on the file is ours: whatever fails, it goes.
+        try:
+            try:
+                fh = os.fdopen(fd, "wb")
+            except BaseException:
+                os.close(fd)
+                raise
+            with fh:
+                os.fchmod(fh.fileno(), 0o600)  # exactly 0600, whatever the umask
+                pickle.dump(snapshot, fh, protocol=pickle.HIGHEST_PROTOCOL)
+                fh.flush()
+                os.fsync(fh.fileno())
+                size = os.fstat(fh.fileno()).st_size
+        except BaseException as exc:
+            self._unlink(name)
+            if isinstance(exc, OSError):
+                raise StateError(f"could not write {path}: {exc.strerror or exc}") from exc
+            raise
+        return size
+
+    def _load(self, name: str) -> tracemalloc.Snapshot:
+        path = self._file(name)
+        try:
+            with os.fdopen(os.open(path, _READ_FLAGS), "rb") as fh:
+                if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                    raise StateError(f"{path} is not a regular file")
+                # Our own file, written by this store into its 0700 directory and opened
+                # without following links: not untrusted input.
+                snapshot = pickle.load(fh)  # noqa: S301
+        except OSError as exc:
+            raise StateError(f"cannot read {path}: {exc.strerror}") from exc
+        if not isinstance(snapshot, tracemalloc.Snapshot):
+            raise StateError(f"{path} does not hold a tracemalloc snapshot")
+        return snapshot
+
+    def _unlink(self, name: str) -> None:
+        try:
+            os.unlink(self._file(name))
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            _log.warning("could not delete snapshot file %s: %s", self._file(name), exc)

@@ -1,0 +1,89 @@
+"""The demo as a separate process, logged in once (TOTP steps are single use)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyotp
+
+from tests.support import call, ssh_keygen_sign
+
+
+@dataclass
+class Demo:
+    proc: subprocess.Popen[str]
+    info: dict[str, Any]
+    token: str
+
+    @property
+    def url(self) -> str:
+        return str(self.info["url"])
+
+    def get(self, path: str, *, token: str | None = None) -> tuple[int, Any]:
+        return call(self.url, "GET", path, token=token or self.token)
+
+    def post(self, path: str, body: Any = None) -> tuple[int, Any]:
+        return call(self.url, "POST", path, {} if body is None else body, token=self.token)
+
+    def hit_app(self, path: str, times: int) -> None:
+        """``times`` requests to the demo app over one keep-alive connection."""
+        parts = urllib.parse.urlsplit(self.info["app_url"])
+        conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
+        try:
+            for _ in range(times):
+                conn.request("GET", path)
+                resp = conn.getresponse()
+                resp.read()
+                assert resp.status == 200
+        finally:
+            conn.close()
+
+
+def login(info: dict[str, Any]) -> str:
+    _, ch = call(info["url"], "POST", "/ops/auth/challenge", {"user": info["user"]})
+    body = {
+        "user": info["user"],
+        "nonce": ch["nonce"],
+        "signature": ssh_keygen_sign(Path(info["identity"]), ch["message"]),
+        "totp": pyotp.TOTP(info["totp_secret"]).now(),
+    }
+    status, answer = call(info["url"], "POST", "/ops/auth/login", body)
+    assert status == 200, answer
+    return str(answer["token"])
+
+
+def run_demo(state: Path) -> Iterator[Demo]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPSCONSOLE_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "opsconsole", "demo", "--state", str(state), "--port", "0", "--app-port", "0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (state / "demo.json").exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "demo.json never appeared"
+            time.sleep(0.05)
+        info = json.loads((state / "demo.json").read_text())
+        yield Demo(proc, info, login(info))
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
