@@ -28,8 +28,13 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/python -W error -m pytest $(PYTEST_ARGS)
 
+# Figures go in the closing notes; each script prints ratios measured side by side.
 bench: $(STAMP)
 	$(BIN)/python bench/login.py
+	$(BIN)/python bench/census.py
+	$(BIN)/python bench/heapdiff.py
+	$(BIN)/python bench/profiler_overhead.py
+	$(BIN)/python bench/stall.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

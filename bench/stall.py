@@ -57,10 +57,9 @@ class Record:
 
 def build_heap(n: int) -> list[object]:
     objs: list[object] = []
-    for i in range(n // 4):
+    for i in range(n // 3):
         objs.append(Record(i))  # instance + its list = 2 tracked objects
-        objs.append({"k": i})
-        objs.append((i, str(i)))
+        objs.append({"k": i})  # 1 more
     return objs
 
 

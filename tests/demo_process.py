@@ -25,6 +25,8 @@ class Demo:
     proc: subprocess.Popen[str]
     info: dict[str, Any]
     token: str
+    output: str = ""
+    errors: str = ""
 
     @property
     def url(self) -> str:
@@ -63,8 +65,14 @@ def login(info: dict[str, Any]) -> str:
     return str(answer["token"])
 
 
-def run_demo(state: Path) -> Iterator[Demo]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPSCONSOLE_")}
+def run_demo(state: Path, *, log_in: bool = True, env: dict[str, str] | None = None) -> Iterator[Demo]:
+    """Start ``opsconsole demo`` on free ports; stop it with SIGINT (as Ctrl-C) afterwards.
+
+    With ``log_in=False`` the token is empty (each TOTP step logs in only once).
+    The process's output is in ``demo.output`` once the generator has finished.
+    """
+    if env is None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OPSCONSOLE_")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "opsconsole", "demo", "--state", str(state), "--port", "0", "--app-port", "0"],
         env=env,
@@ -72,6 +80,7 @@ def run_demo(state: Path) -> Iterator[Demo]:
         stderr=subprocess.PIPE,
         text=True,
     )
+    demo: Demo | None = None
     try:
         deadline = time.monotonic() + 30
         while not (state / "demo.json").exists():
@@ -79,11 +88,14 @@ def run_demo(state: Path) -> Iterator[Demo]:
             assert time.monotonic() < deadline, "demo.json never appeared"
             time.sleep(0.05)
         info = json.loads((state / "demo.json").read_text())
-        yield Demo(proc, info, login(info))
+        demo = Demo(proc, info, login(info) if log_in else "")
+        yield demo
     finally:
         proc.send_signal(signal.SIGINT)
         try:
-            proc.communicate(timeout=20)
+            out, err = proc.communicate(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.communicate()
+            out, err = proc.communicate()
+        if demo is not None:
+            demo.output, demo.errors = out, err

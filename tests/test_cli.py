@@ -8,7 +8,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pyotp
 import pytest
 
 from opsconsole.console import Console
+from tests.demo_process import run_demo
 from tests.support import FakeClock, Operator, audit_events, call, keygen
 
 
@@ -207,20 +207,10 @@ def test_audit_verify(
 def test_demo_and_the_curl_recipe(tmp_path: Path, cli_env: dict[str, str]) -> None:
     """`opsconsole demo`, then only curl + ssh-keygen -Y sign log in (scripts/curl-login.sh)."""
     state = tmp_path / "demo"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "opsconsole", "demo", "--state", str(state), "--port", "0", "--app-port", "0"],
-        env=cli_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    runner = run_demo(state, log_in=False, env=cli_env)
+    demo = next(runner)
     try:
-        deadline = time.monotonic() + 30
-        while not (state / "demo.json").exists():
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "demo.json never appeared"
-            time.sleep(0.05)
-        info = json.loads((state / "demo.json").read_text())
+        info = demo.info
         assert set(info) == {
             "url",
             "user",
@@ -233,15 +223,9 @@ def test_demo_and_the_curl_recipe(tmp_path: Path, cli_env: dict[str, str]) -> No
         assert (state / "demo.json").stat().st_mode & 0o777 == 0o600
         assert call(info["app_url"], "GET", "/leak")[1] == {"leaked": 1}
         script = Path(__file__).parent.parent / "scripts" / "curl-login.sh"
+        code = pyotp.TOTP(info["totp_secret"]).now()
         token = subprocess.run(
-            [
-                "bash",
-                str(script),
-                info["url"],
-                info["user"],
-                info["identity"],
-                pyotp.TOTP(info["totp_secret"]).now(),
-            ],
+            ["bash", str(script), info["url"], info["user"], info["identity"], code],
             capture_output=True,
             text=True,
             check=True,
@@ -254,7 +238,6 @@ def test_demo_and_the_curl_recipe(tmp_path: Path, cli_env: dict[str, str]) -> No
         assert call(info["url"], "GET", "/ops/whoami")[0] == 401
         assert call(info["url"], "GET", "/ops/whoami", token=token[::-1])[0] == 401
     finally:
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=20)
-    assert proc.returncode == 0, err
-    assert info["url"] in out and "opsconsole login" in out and "stopped" in out
+        next(runner, None)  # SIGINT, as Ctrl-C
+    assert demo.proc.returncode == 0, demo.errors
+    assert info["url"] in demo.output and "opsconsole login" in demo.output and "stopped" in demo.output

@@ -263,3 +263,42 @@ def test_threads_while_main_thread_is_deadlocked(console: Console, tokens: dict[
     status, text, elapsed = result[0]
     assert status == 200 and elapsed < 1.0
     assert "deadlocked_main_thread" in text
+
+
+def test_threads_lists_the_registered_app_loops_tasks(
+    tmp_path: Path, keys_dir: Path, clock: FakeClock, operators: dict[str, Operator]
+) -> None:
+    import asyncio
+
+    from tests.conftest import console_settings
+
+    loop = asyncio.new_event_loop()
+    runner = threading.Thread(target=loop.run_forever, name="app-loop", daemon=True)
+    runner.start()
+
+    async def waiting_for_orders() -> None:
+        await asyncio.sleep(30)
+
+    loop.call_soon_threadsafe(lambda: loop.create_task(waiting_for_orders(), name="order-poller"))
+    console = Console(console_settings(tmp_path, keys_dir), clock=clock, app_loop=loop).start()
+    try:
+        token = login_token(console.url, operators["bob"], clock())
+        status, dump = call(console.url, "GET", "/ops/threads", token=token)
+        assert status == 200
+        tasks = [t for lp in dump["loops"] for t in lp["tasks"]]
+        poller = [t for t in tasks if t["name"] == "order-poller"]
+        assert poller, tasks
+        assert any(f["function"].endswith("waiting_for_orders") for f in poller[0]["frames"])
+        assert not any(t["name"].startswith("opsconsole") for t in dump["threads"])
+    finally:
+        console.stop()
+
+        async def cancel_all() -> None:
+            for task in asyncio.all_tasks():
+                if task is not asyncio.current_task():
+                    task.cancel()
+
+        asyncio.run_coroutine_threadsafe(cancel_all(), loop).result(5)
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join(5)
+        loop.close()
