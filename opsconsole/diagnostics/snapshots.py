@@ -1,9 +1,9 @@
 """Named tracemalloc snapshots: files for download, grouped forms in memory for fast diffs.
 
 Each snapshot is written as ``<name>.tracemalloc`` — a pickle ``tracemalloc.Snapshot.load``
-reads — into a private (0700) directory; the file is created with O_EXCL|O_NOFOLLOW, mode
-0600, and removed again on any failure so no half-written file remains. Names are checked against a
-strict pattern before they get near a path. A count and a byte budget bound the disk use:
+reads — into a private (0700) directory, safely (see ``snapshot_files``); names are checked
+against a strict pattern before they get near a path. An after-GC snapshot waits for the host's
+next full collection first (see ``snapshot_gc``). A count and a byte budget bound the disk use:
 the oldest snapshots are dropped (file deleted) to make room. ``close`` deletes every file
 this store wrote; files it did not write (another process sharing the directory, an earlier
 run) are never touched, and a name whose file exists is refused rather than overwritten.
@@ -17,33 +17,37 @@ the registry and is never held during snapshotting, pickling or grouping.
 from __future__ import annotations
 
 import builtins
-import contextlib
 import gc
-import os
-import pickle
 import queue
-import re
-import stat
 import threading
 import time
 import tracemalloc
 from collections.abc import Collection
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from opsconsole import log
-from opsconsole.diagnostics import heapdiff
+from opsconsole.diagnostics import heapdiff, snapshot_files
 from opsconsole.diagnostics.heapdiff import Grouped, HeapDiff, KeyType, Site
-from opsconsole.errors import ConfigError, InsecureFileError, InvalidRequestError, NotFoundError, StateError
+from opsconsole.diagnostics.snapshot_files import NAME_PATTERN, SUFFIX, SnapshotFiles
+from opsconsole.diagnostics.snapshot_gc import full_gc_signal, wait_for_gc
+from opsconsole.errors import ConfigError, InvalidRequestError, NotFoundError, StateError
+
+__all__ = [
+    "MAX_WAIT",
+    "NAME_PATTERN",
+    "SUFFIX",
+    "SnapshotInfo",
+    "SnapshotList",
+    "SnapshotStore",
+    "SnapshotTop",
+    "State",
+]
 
 _log = log.get("diagnostics.snapshots")
 
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # used with fullmatch: no "\n" slips by
-SUFFIX = ".tracemalloc"
 MAX_WAIT = 24 * 3600.0
-_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
 State = Literal["ready", "pending"]
 
@@ -114,25 +118,14 @@ class SnapshotStore:
         self._entries: dict[str, _Entry] = {}
         self._seq = 0
         self._closed = False
-        self.directory.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.mkdir(self.directory, 0o700)
-        except FileExistsError:
-            pass  # an existing directory must pass _check_dir as it is: never loosened or fixed up
-        else:
-            os.chmod(self.directory, 0o700)  # exactly 0700, whatever the umask
-        self._check_dir()
+        self._files = SnapshotFiles(self.directory)  # creates the directory, or checks it is safe
 
     # -- queries -------------------------------------------------------------------------
 
     @staticmethod
     def check_name(name: object) -> str:
         """``name`` if it is a valid snapshot name, else InvalidRequestError. Any thread."""
-        if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
-            raise InvalidRequestError(
-                "a snapshot name is 1-64 characters of A-Z a-z 0-9 _ . - and starts with a letter or digit"
-            )
-        return name
+        return snapshot_files.check_name(name)
 
     def list(self) -> tuple[SnapshotInfo, ...]:
         with self._lock:
@@ -146,7 +139,7 @@ class SnapshotStore:
         """The file of a ready snapshot, for download."""
         with self._lock:
             self._ready(self.check_name(name))
-        return self._file(name)
+        return self._files.path(name)
 
     def top(self, name: str, *, key: str = "lineno", top: int = 10) -> SnapshotTop:
         """The largest allocation sites of one snapshot (``traceback`` reads the file)."""
@@ -186,36 +179,16 @@ class SnapshotStore:
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= MAX_WAIT:
             raise InvalidRequestError(f"timeout must be a number of seconds in (0, {MAX_WAIT:g}]")
         self._snapshot_possible()
-        wake: queue.SimpleQueue[str] = queue.SimpleQueue()
-
-        def on_gc(phase: str, info: dict[str, Any]) -> None:
-            # Runs inside a collection, on whichever host thread triggered it. It only puts on
-            # a SimpleQueue, which never blocks and is safe to re-enter; Event.set would take a
-            # lock the waiting thread itself may hold if the collection starts on it.
-            if phase == "stop" and info.get("generation") == 2:
-                wake.put_nowait("gc")
-
         # Hook first, entry second: once list() shows "pending", no full collection is missed.
-        gc.callbacks.append(on_gc)
-        try:
+        with full_gc_signal() as wake:
             entry = self._reserve(name, wake=wake, after_gc=True)
             try:
                 if collect:
                     gc.collect()
-                try:
-                    why = wake.get(timeout=timeout)
-                except queue.Empty:
-                    raise StateError(
-                        f"no full garbage collection within {timeout:g} s; {name!r} not taken"
-                    ) from None
-                if why != "gc":
-                    raise StateError(f"snapshot {name!r} was {why} while waiting for a full collection")
+                wait_for_gc(wake, timeout, name)
             except BaseException:
                 self._forget(name, entry)
                 raise
-        finally:
-            with contextlib.suppress(ValueError):
-                gc.callbacks.remove(on_gc)
         # The snapshot itself is taken here, never inside the gc callback.
         return self._capture(entry)
 
@@ -227,7 +200,7 @@ class SnapshotStore:
         if entry is None:
             raise NotFoundError(f"no snapshot named {name!r}")
         if entry.info.state == "ready":
-            self._unlink(name)
+            self._files.unlink(name)
         elif entry.wake is not None:
             entry.wake.put_nowait("dropped")
         # A pending plain take sees its entry gone when it finishes and deletes its file.
@@ -242,7 +215,7 @@ class SnapshotStore:
             if entry.wake is not None:
                 entry.wake.put_nowait("closed")
             if entry.info.state == "ready":
-                self._unlink(entry.info.name)
+                self._files.unlink(entry.info.name)
 
     # -- internals -----------------------------------------------------------------------
 
@@ -267,11 +240,11 @@ class SnapshotStore:
         try:
             snapshot = self._snapshot()
             taken_at = time.time()
-            file_bytes = self._write(name, snapshot)
+            file_bytes = self._files.write(name, snapshot)
             try:
                 grouped = heapdiff.group(snapshot, "lineno", **self._exclude)
             except BaseException:
-                self._unlink(name)
+                self._files.unlink(name)
                 raise
         except BaseException:
             self._forget(name, entry)
@@ -298,12 +271,12 @@ class SnapshotStore:
                 entry.info, entry.grouped = info, grouped
                 victims = self._over_budget()
         if gone or too_big:
-            self._unlink(name)
+            self._files.unlink(name)
             if gone:
                 raise StateError(f"snapshot {name!r} was dropped, or the store closed, while it was taken")
             raise StateError(f"snapshot {name!r} is {file_bytes} bytes, over the budget of {self.max_bytes}")
         for victim in victims:
-            self._unlink(victim)
+            self._files.unlink(victim)
             _log.info("dropped snapshot %s to stay within the budget", victim)
         return info
 
@@ -332,7 +305,7 @@ class SnapshotStore:
             grouped = self._ready(name).grouped
         if key == "lineno" and grouped is not None:
             return grouped
-        return heapdiff.group(self._load(name), key, **self._exclude)
+        return heapdiff.group(self._files.load(name), key, **self._exclude)
 
     def _snapshot_possible(self) -> None:
         if self._closed:
@@ -345,79 +318,3 @@ class SnapshotStore:
             return tracemalloc.take_snapshot()
         except RuntimeError as exc:
             raise StateError("tracemalloc is not tracing; start it first") from exc
-
-    def _file(self, name: str) -> Path:
-        return self.directory / (name + SUFFIX)
-
-    def _check_dir(self) -> None:
-        path = self.directory
-        try:
-            st = os.lstat(path)
-        except OSError as exc:
-            raise InsecureFileError(str(path), f"cannot be used: {exc.strerror}") from exc
-        if stat.S_ISLNK(st.st_mode):
-            raise InsecureFileError(str(path), "is a symbolic link; point the setting at the real directory")
-        if not stat.S_ISDIR(st.st_mode):
-            raise InsecureFileError(str(path), "is not a directory")
-        if st.st_uid != os.geteuid():
-            raise InsecureFileError(str(path), f"is owned by uid {st.st_uid}, not by this process")
-        if st.st_mode & 0o077:
-            mode = f"{stat.S_IMODE(st.st_mode):04o}"
-            raise InsecureFileError(
-                str(path), f"is accessible by group/others (mode {mode}); run chmod 700 {path}"
-            )
-
-    def _write(self, name: str, snapshot: tracemalloc.Snapshot) -> int:
-        """Write the pickle with O_EXCL; on any failure the file is removed again."""
-        self._check_dir()  # again: the directory could have been swapped since __init__
-        path = self._file(name)
-        try:
-            fd = os.open(path, _WRITE_FLAGS, 0o600)
-        except FileExistsError as exc:
-            raise StateError(
-                f"{path} exists but is not a snapshot of this store; not overwriting it"
-            ) from exc
-        except OSError as exc:
-            raise StateError(f"cannot create {path}: {exc.strerror}") from exc
-        # From here on the file is ours: whatever fails, it goes.
-        try:
-            try:
-                fh = os.fdopen(fd, "wb")
-            except BaseException:
-                os.close(fd)
-                raise
-            with fh:
-                os.fchmod(fh.fileno(), 0o600)  # exactly 0600, whatever the umask
-                pickle.dump(snapshot, fh, protocol=pickle.HIGHEST_PROTOCOL)
-                fh.flush()
-                os.fsync(fh.fileno())
-                size = os.fstat(fh.fileno()).st_size
-        except BaseException as exc:
-            self._unlink(name)
-            if isinstance(exc, OSError):
-                raise StateError(f"could not write {path}: {exc.strerror or exc}") from exc
-            raise
-        return size
-
-    def _load(self, name: str) -> tracemalloc.Snapshot:
-        path = self._file(name)
-        try:
-            with os.fdopen(os.open(path, _READ_FLAGS), "rb") as fh:
-                if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-                    raise StateError(f"{path} is not a regular file")
-                # Our own file, written by this store into its 0700 directory and opened
-                # without following links: not untrusted input.
-                snapshot = pickle.load(fh)  # noqa: S301
-        except OSError as exc:
-            raise StateError(f"cannot read {path}: {exc.strerror}") from exc
-        if not isinstance(snapshot, tracemalloc.Snapshot):
-            raise StateError(f"{path} does not hold a tracemalloc snapshot")
-        return snapshot
-
-    def _unlink(self, name: str) -> None:
-        try:
-            os.unlink(self._file(name))
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            _log.warning("could not delete snapshot file %s: %s", self._file(name), exc)
