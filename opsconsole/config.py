@@ -51,6 +51,17 @@ class Settings:
     max_body_bytes: int = 65536
     header_timeout: float = 5.0
     max_connections: int = 64
+    # Browser origins besides the console's own that may open the terminal and send
+    # cookie-authenticated requests (comma-separated), e.g. behind a proxy.
+    allowed_origins: str = ""
+    # The REPL profile: "lean" (completion on Tab only) or "full" (completion while typing).
+    repl_profile: str = "lean"
+    # Websocket keep-alive ping interval in seconds; no pong within as long again closes it.
+    ws_ping_interval: float = 20.0
+    # Websocket messages per second a terminal client may send (a paste is one message).
+    ws_rate_limit: int = 200
+    # Terminal output not yet taken by a slow client, in bytes, before the client is dropped.
+    ws_output_buffer: int = 4 * 1024 * 1024
 
     @property
     def tls(self) -> bool:
@@ -66,6 +77,9 @@ class Settings:
             return self.public_url.rstrip("/")
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{'https' if self.tls else 'http'}://{host}:{bound_port}"
+
+    def extra_origins(self) -> tuple[str, ...]:
+        return tuple(o.strip().rstrip("/") for o in self.allowed_origins.split(",") if o.strip())
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """TLS (and with ``tls_client_ca`` mutual TLS) for the HTTP listener."""
@@ -97,6 +111,9 @@ _LIMITS: dict[str, tuple[float, float]] = {
     "max_body_bytes": (1024, 65536),
     "header_timeout": (0.1, 60),
     "max_connections": (1, 100000),
+    "ws_ping_interval": (1, 3600),
+    "ws_rate_limit": (1, 100000),
+    "ws_output_buffer": (65536, 1 << 30),
 }
 
 
@@ -224,6 +241,11 @@ def _check_safety(s: Settings) -> None:
             "or keep host = 127.0.0.1 and reach it through an SSH tunnel",
             key="host",
         )
+    if s.repl_profile not in ("lean", "full"):
+        raise ConfigError('must be "lean" or "full"', key="repl_profile")
+    for origin in s.extra_origins():
+        if not origin.startswith(("http://", "https://")):
+            raise ConfigError(f"{origin!r} is not an origin (scheme://host[:port])", key="allowed_origins")
     if s.session_idle_timeout > s.session_max_age:
         raise ConfigError("must not exceed session_max_age", key="session_idle_timeout")
     if s.lockout_base_delay > s.lockout_max_delay:

@@ -14,7 +14,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from opsconsole import config, log
@@ -25,10 +25,13 @@ from opsconsole.auth.files import ensure_private_dir
 from opsconsole.auth.lockout import Lockout
 from opsconsole.auth.operators import OperatorStore
 from opsconsole.auth.sessions import SessionStore
+from opsconsole.auth.tickets import TicketStore
 from opsconsole.auth.totp import TotpGuard
 from opsconsole.config import Settings
 from opsconsole.diagnostics.service import Diagnostics
 from opsconsole.errors import ConsoleError
+from opsconsole.repl.factory import ReplFactory
+from opsconsole.transport.base import Services
 from opsconsole.transport.http import bind, make_app, serve
 
 _log = log.get("console")
@@ -44,6 +47,7 @@ class Console:
         *,
         clock: Callable[[], float] = time.time,
         app_loop: asyncio.AbstractEventLoop | None = None,
+        namespace: Mapping[str, object] | None = None,
     ) -> None:
         self.settings = settings
         self.instance_id = secrets.token_hex(8)
@@ -69,6 +73,15 @@ class Console:
             self.diagnostics = Diagnostics(
                 dump_dir=settings.state_dir / "dumps", app_loops=() if app_loop is None else (app_loop,)
             )
+            ensure_private_dir(settings.state_dir / "casts")
+            self.repl = ReplFactory(
+                namespace=namespace or {},
+                diag=self.diagnostics,
+                app_loop=app_loop,
+                record=self.audit.record,
+                cast_dir=settings.state_dir / "casts",
+                profile="full" if settings.repl_profile == "full" else "lean",
+            )
         except BaseException:
             self.audit.close()
             raise
@@ -89,6 +102,7 @@ class Console:
                 max_delay=s.lockout_max_delay,
                 clock=clock,
             ),
+            tickets=TicketStore(clock=clock),
             sessions=SessionStore(
                 idle_timeout=s.session_idle_timeout, max_age=s.session_max_age, clock=clock
             ),
@@ -162,7 +176,16 @@ class Console:
         self._stop_event = asyncio.Event()
         sockets, self.port = bind(self.settings)
         self.url = self.settings.origin(self.port)
-        app = make_app(self.auth, self.url, self.diagnostics, self.audit.record)
+        svc = Services(
+            auth=self.auth,
+            diag=self.diagnostics,
+            record=self.audit.record,
+            settings=self.settings,
+            origin=self.url,
+            allowed_origins=frozenset({self.url, *self.settings.extra_origins()}),
+            repl=self.repl,
+        )
+        app = make_app(svc)
         server = serve(app, sockets, self.settings, ssl_context)
         self._ready.set()
         try:
@@ -176,14 +199,16 @@ def start(
     config_file: str | os.PathLike[str] | None = None,
     *,
     app_loop: asyncio.AbstractEventLoop | None = None,
+    namespace: Mapping[str, object] | None = None,
     **settings: Any,
 ) -> Console:
     """Start the console on its own thread. Returns once listening.
 
     ``opsconsole.start(config="opsconsole.toml", port=0)``; keyword settings override the
     environment, which overrides the file. ``app_loop`` registers the app's event loop for
-    task dumps (default: the loop running in the caller, if any). Raises ``ConfigError``
-    or ``ConsoleError``.
+    task dumps and ``ops.run`` (default: the loop running in the caller, if any);
+    ``namespace`` seeds every REPL session (each gets its own copy). Raises
+    ``ConfigError`` or ``ConsoleError``.
     """
     path = settings.pop("config", config_file)
-    return Console(config.load(path, **settings), app_loop=app_loop).start()
+    return Console(config.load(path, **settings), app_loop=app_loop, namespace=namespace).start()

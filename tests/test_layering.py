@@ -39,7 +39,8 @@ FORBIDDEN_THIRD_PARTY: dict[str, set[str]] = {
     "auth": {"tornado", "prompt_toolkit", "ptpython"},
     "audit": {"tornado", "paramiko", "prompt_toolkit", "ptpython"},
     "repl": {"tornado", "paramiko"},
-    "cli": {"tornado", "prompt_toolkit", "ptpython"},
+    # tornado is allowed in cli only for its websocket client (opsconsole connect).
+    "cli": {"prompt_toolkit", "ptpython"},
 }
 
 

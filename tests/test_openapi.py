@@ -16,7 +16,7 @@ METHODS = ("get", "post", "put", "delete", "patch")
 
 def _table() -> dict[str, tuple[type[tornado.web.RequestHandler], set[str]]]:
     table = {}
-    for pattern, handler, _ in routes({}):
+    for pattern, handler, _ in routes(None):
         path = pattern.replace("([^/]+)", "{name}")  # the one parameter today: a snapshot name
         methods = {m for m in METHODS if getattr(handler, m) is not getattr(tornado.web.RequestHandler, m)}
         table[path] = (handler, methods)

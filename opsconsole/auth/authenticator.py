@@ -20,6 +20,7 @@ from opsconsole.auth.lockout import Lockout
 from opsconsole.auth.operators import OperatorStore, Recorder
 from opsconsole.auth.principal import Principal
 from opsconsole.auth.sessions import SessionInfo, SessionStore
+from opsconsole.auth.tickets import TicketStore
 from opsconsole.auth.totp import TotpGuard
 from opsconsole.errors import AuthError, ConfigError
 
@@ -41,6 +42,7 @@ class Authenticator:
         totp: TotpGuard,
         lockout: Lockout,
         sessions: SessionStore,
+        tickets: TicketStore,
         record: Recorder,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -49,6 +51,7 @@ class Authenticator:
         self._totp = totp
         self._lockout = lockout
         self._sessions = sessions
+        self._tickets = tickets
         self._record = record
         self.clock = clock
 
@@ -112,11 +115,37 @@ class Authenticator:
 
     # -- sessions ----------------------------------------------------------------------
 
-    def session(self, token: str) -> SessionInfo:
-        """Resolve a bearer token (raises AuthError); restarts its idle timer."""
-        return self._sessions.lookup(token)
+    def session(self, token: str, *, touch: bool = True) -> SessionInfo:
+        """Resolve a session token (raises AuthError); ``touch`` restarts its idle timer."""
+        return self._sessions.lookup(token, touch=touch)
 
     def logout(self, token: str, *, source: str) -> None:
         info = self._sessions.revoke(token)
         if info is not None:
             self._record("auth.logout", user=info.principal.user, session=info.session_id, source=source)
+
+    # -- browser tickets -------------------------------------------------------------------
+
+    def ticket(self, token: str, *, source: str) -> tuple[str, float]:
+        """A one-time browser ticket for the session behind ``token``; (ticket, ttl)."""
+        info = self._sessions.lookup(token)
+        ticket = self._tickets.issue(info.principal)
+        self._record("auth.ticket", user=info.principal.user, session=info.session_id, source=source)
+        return ticket, self._tickets.ttl
+
+    def redeem(self, ticket: str, *, source: str) -> Login:
+        """Trade a ticket for a new browser session; raises AuthError (audited)."""
+        try:
+            if not isinstance(ticket, str) or not ticket or len(ticket) > 256:
+                raise AuthError("malformed_request")
+            principal = self._tickets.redeem(ticket)
+        except AuthError as exc:
+            self._fail("(ticket)", source, exc)
+            raise
+        token, info = self._sessions.create(principal)
+        self._record("auth.redeem", user=principal.user, session=info.session_id, source=source)
+        return Login(token, info)
+
+    def refuse(self, reason: str, *, source: str, user: str = "", **fields: object) -> None:
+        """Audit a refusal decided outside this class (e.g. a websocket Origin check)."""
+        self._record("auth.refused", reason=reason, source=source, user=user, **fields)

@@ -9,6 +9,7 @@ import argparse
 import getpass
 import json
 import sys
+import webbrowser
 from pathlib import Path
 
 from opsconsole.audit import verify_file
@@ -48,6 +49,15 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction[
 
     dump_mod.add_parser(sub).set_defaults(func=cmd_dump)
 
+    p = sub.add_parser("connect", help="the REPL in this terminal (Ctrl-] leaves)")
+    p.add_argument("url")
+    p.set_defaults(func=cmd_connect)
+
+    p = sub.add_parser("open", help="open the web console with a one-time link")
+    p.add_argument("url")
+    p.add_argument("--print", action="store_true", help="print the link instead of opening a browser")
+    p.set_defaults(func=cmd_open)
+
     p = sub.add_parser("audit", help="audit log tools")
     audit_sub = p.add_subparsers(dest="audit_verb", required=True, metavar="ACTION")
     v = audit_sub.add_parser("verify", help="check the hash chain of an audit log")
@@ -78,6 +88,25 @@ def _authed(url: str) -> Client:
 
 def cmd_dump(args: argparse.Namespace) -> int:
     return dump_mod.run(_authed(args.url), args)
+
+
+def cmd_connect(args: argparse.Namespace) -> int:
+    from opsconsole.cli import connect
+
+    client = _authed(args.url)
+    assert client.token is not None
+    return connect.run(client.url, client.token)
+
+
+def cmd_open(args: argparse.Namespace) -> int:
+    link = _authed(args.url).post("/ops/auth/ticket")
+    # The ticket rides in the fragment, which browsers never send to a server.
+    if args.print or not webbrowser.open(link["url"]):
+        print(link["url"])
+        print(f"(one-time link, valid {link['expires_in']} s)", file=sys.stderr)
+    else:
+        print(f"opened the web console in your browser (link valid {link['expires_in']} s)")
+    return 0
 
 
 def cmd_logout(args: argparse.Namespace) -> int:

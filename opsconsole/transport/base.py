@@ -1,4 +1,4 @@
-"""The base handler: JSON in and out, one error shape, bearer-token sessions, roles.
+"""The base handlers: JSON in and out, one error shape, sessions (bearer or cookie), roles.
 
 Dependencies arrive through ``initialize(**kwargs)`` from the one URL table in
 ``transport/http.py``. Runs on the console IO loop.
@@ -10,6 +10,7 @@ import asyncio
 import json
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 import tornado.web
@@ -18,6 +19,7 @@ from opsconsole import log
 from opsconsole.auth.authenticator import Authenticator
 from opsconsole.auth.principal import Principal, Role
 from opsconsole.auth.sessions import SessionInfo
+from opsconsole.config import Settings
 from opsconsole.diagnostics import render
 from opsconsole.diagnostics.service import Diagnostics
 from opsconsole.errors import (
@@ -30,6 +32,7 @@ from opsconsole.errors import (
 )
 
 _log = log.get("transport")
+COOKIE = "opsconsole_session"
 T = TypeVar("T")
 _DIAG_STATUS: dict[type, tuple[int, str]] = {
     BusyError: (429, "busy"),
@@ -59,34 +62,47 @@ class ApiError(tornado.web.HTTPError):
         self.message = message
 
 
-class BaseHandler(tornado.web.RequestHandler):
-    """Every /ops route. ``required_role`` None means no session needed (login routes)."""
+@dataclass(frozen=True, slots=True)
+class Services:
+    """What every handler may use; one instance per console, passed through the URL table."""
+
+    auth: Authenticator
+    diag: Diagnostics
+    record: Callable[..., None]  # the audit log
+    settings: Settings
+    origin: str  # this console's own origin, e.g. http://127.0.0.1:8780
+    allowed_origins: frozenset[str]  # browser Origins the terminal and cookie POSTs accept
+    repl: Any = None  # transport.terminal.ReplFactory, once the REPL is wired
+
+
+class SessionHandler(tornado.web.RequestHandler):
+    """Authentication shared by the JSON routes and the terminal websocket.
+
+    A session comes from ``Authorization: Bearer`` (CLI, scripts) or, for the browser,
+    from the HttpOnly cookie a one-time ticket set. A cookie never authorises a
+    cross-origin state change: unsafe methods must carry an allowed ``Origin``.
+    """
 
     required_role: ClassVar[Role | None] = "viewer"
 
-    def initialize(
-        self, auth: Authenticator, origin: str, diag: Diagnostics, record: Callable[..., None]
-    ) -> None:
-        self.auth = auth
-        self.origin = origin
-        self.diag = diag
-        self.record = record
+    def initialize(self, svc: Services) -> None:
+        self.svc = svc
+        self.auth = svc.auth
+        self.origin = svc.origin
+        self.diag = svc.diag
+        self.record = svc.record
         self.session: SessionInfo | None = None
-
-    def set_default_headers(self) -> None:
-        self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.set_header("Cache-Control", "no-store")
-        self.set_header("X-Content-Type-Options", "nosniff")
-        self.set_header("Referrer-Policy", "no-referrer")
+        self.token: str | None = None
 
     @property
     def source(self) -> str:
         return self.request.remote_ip or "unknown"
 
-    def prepare(self) -> None:
+    def authenticate(self) -> None:
+        """Set ``self.session`` or raise ApiError 401/403 (the reason goes to the log)."""
         if self.required_role is None:
             return
-        token = self.bearer_token()
+        token, via = self.credentials()
         try:
             if token is None:
                 raise AuthError("no_token")
@@ -96,16 +112,39 @@ class BaseHandler(tornado.web.RequestHandler):
             raise ApiError(
                 401, "unauthorized", "missing, invalid or expired session token", log_message=exc.reason
             ) from None
+        self.token = token
+        unsafe = self.request.method not in ("GET", "HEAD")
+        origin_ok = self.request.headers.get("Origin") in self.svc.allowed_origins
+        if via == "cookie" and unsafe and not origin_ok:
+            self.auth.refuse("cookie_cross_origin", source=self.source, user=self.session.principal.user)
+            raise ApiError(403, "forbidden", "cross-origin request refused")
         if not self.session.principal.has(self.required_role):
             raise ApiError(403, "forbidden", f"this needs the {self.required_role} role")
 
-    def bearer_token(self) -> str | None:
-        """Tokens travel only in the Authorization header, never in a URL or a query."""
+    def credentials(self) -> tuple[str | None, str]:
+        """(token, "header" | "cookie"); tokens are never read from a URL or a query."""
         header = self.request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            return None
-        return token.strip()
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip(), "header"
+        cookie = self.get_cookie(COOKIE)
+        return (cookie, "cookie") if cookie else (None, "none")
+
+    def bearer_token(self) -> str | None:
+        return self.token
+
+
+class BaseHandler(SessionHandler):
+    """Every JSON /ops route. ``required_role`` None means no session needed (login routes)."""
+
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Referrer-Policy", "no-referrer")
+
+    def prepare(self) -> None:
+        self.authenticate()
 
     @property
     def principal(self) -> Principal:

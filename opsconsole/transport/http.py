@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import socket
 import ssl
-from collections.abc import Callable
 from typing import Any
 
 import tornado.httpserver
@@ -15,22 +14,31 @@ import tornado.iostream
 import tornado.web
 
 from opsconsole import log
-from opsconsole.auth.authenticator import Authenticator
 from opsconsole.config import Settings
-from opsconsole.diagnostics.service import Diagnostics
 from opsconsole.transport import dumps
-from opsconsole.transport.auth_routes import ChallengeHandler, LoginHandler, LogoutHandler, WhoamiHandler
-from opsconsole.transport.base import NotFoundHandler
+from opsconsole.transport.auth_routes import (
+    ChallengeHandler,
+    LoginHandler,
+    LogoutHandler,
+    RedeemHandler,
+    TicketHandler,
+    WhoamiHandler,
+)
+from opsconsole.transport.base import NotFoundHandler, Services
+from opsconsole.transport.terminal import HARD_MAX_MESSAGE, TerminalHandler
+from opsconsole.transport.ui import ui_routes
 
 _log = log.get("transport.http")
 
 
-def routes(deps: dict[str, Any]) -> list[tuple[str, type[tornado.web.RequestHandler], dict[str, Any]]]:
+def routes(svc: Services | None) -> list[tuple[str, type[tornado.web.RequestHandler], dict[str, Any]]]:
     """The one URL table. docs/openapi.json documents each route (a test compares them)."""
     table: list[tuple[str, type[tornado.web.RequestHandler]]] = [
         (r"/ops/auth/challenge", ChallengeHandler),
         (r"/ops/auth/login", LoginHandler),
         (r"/ops/auth/logout", LogoutHandler),
+        (r"/ops/auth/ticket", TicketHandler),
+        (r"/ops/auth/redeem", RedeemHandler),
         (r"/ops/whoami", WhoamiHandler),
         (r"/ops/threads", dumps.ThreadsHandler),
         (r"/ops/gc", dumps.GcHandler),
@@ -48,21 +56,22 @@ def routes(deps: dict[str, Any]) -> list[tuple[str, type[tornado.web.RequestHand
         (r"/ops/heap/snapshots/([^/]+)/top", dumps.SnapshotTopHandler),
         (r"/ops/heap/diff", dumps.DiffHandler),
         (r"/ops/profile", dumps.ProfileHandler),
+        (r"/ops/terminal", TerminalHandler),
     ]
-    return [(pattern, handler, deps) for pattern, handler in table]
+    return [(pattern, handler, {"svc": svc}) for pattern, handler in table]
 
 
-def make_app(
-    auth: Authenticator, origin: str, diag: Diagnostics, record: Callable[..., None]
-) -> tornado.web.Application:
-    deps: dict[str, Any] = {"auth": auth, "origin": origin, "diag": diag, "record": record}
+def make_app(svc: Services) -> tornado.web.Application:
     return tornado.web.Application(
-        routes(deps),
+        [*routes(svc), *ui_routes()],
         default_handler_class=NotFoundHandler,
-        default_handler_args=deps,
-        xsrf_cookies=False,  # no cookie auth yet: bearer tokens only
+        default_handler_args={"svc": svc},
+        xsrf_cookies=False,  # cookie POSTs are checked against the Origin allow-list instead
         log_function=_log_request,
         compress_response=False,
+        websocket_ping_interval=svc.settings.ws_ping_interval,
+        websocket_ping_timeout=svc.settings.ws_ping_interval,
+        websocket_max_message_size=HARD_MAX_MESSAGE,
     )
 
 

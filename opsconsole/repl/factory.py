@@ -1,0 +1,69 @@
+"""Builds REPL sessions for the doors (websocket now, SSH later): namespace, helpers,
+recording and audit wiring in one place so every door gets the same session."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Literal
+
+from opsconsole.diagnostics.service import Diagnostics
+from opsconsole.repl.helpers import Ops
+from opsconsole.repl.session import ReplSession
+
+
+class ReplFactory:
+    """One per console. ``open`` runs on the console IO loop (or an SSH thread)."""
+
+    def __init__(
+        self,
+        *,
+        namespace: Mapping[str, object],
+        diag: Diagnostics,
+        app_loop: asyncio.AbstractEventLoop | None,
+        record: Callable[..., None],
+        cast_dir: Path,
+        profile: Literal["lean", "full"],
+    ) -> None:
+        self._namespace = dict(namespace)
+        self._ops = Ops(diag, app_loop=app_loop)
+        self._record = record
+        self._cast_dir = cast_dir
+        self._profile = profile
+
+    def open(
+        self,
+        *,
+        user: str,
+        session_id: str,
+        door: str,
+        sink: Callable[[str], None],
+        on_close: Callable[[int], None],
+        rows: int,
+        cols: int,
+    ) -> ReplSession:
+        """A started session; every submitted line is audited before it runs."""
+
+        def record_input(line: str) -> None:
+            # runs on the session thread, before the line is compiled
+            self._record("repl.input", user=user, session=session_id, text=line)
+
+        # Each session gets its own dict: `_`, `exit` and friends must not cross sessions.
+        namespace: dict[str, object] = {**self._namespace, "ops": self._ops}
+        session = ReplSession(
+            session_id=session_id,
+            user=user,
+            namespace=namespace,
+            sink=sink,
+            on_close=on_close,
+            record_input=record_input,
+            cast_path=self._cast_dir / f"{session_id}.cast",
+            rows=rows,
+            cols=cols,
+            profile=self._profile,
+            title=f"opsconsole {user}@{door}",
+        )
+        self._record("repl.open", user=user, session=session_id, door=door)
+        session.start()
+        return session

@@ -1,0 +1,227 @@
+"""``WS /ops/terminal``: the websocket adapter between a browser (or ``opsconsole connect``)
+and a REPL session. Thin: it authenticates, polices the connection and moves text.
+
+Frames are JSON arrays: ``["stdin", text]`` and ``["set_size", rows, cols]`` in,
+``["stdout", text]`` out. Runs on the console IO loop, except ``_sink`` and
+``_repl_closed`` which the REPL session thread calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+import threading
+import time
+import urllib.parse
+from typing import Any, ClassVar
+
+import tornado.ioloop
+import tornado.websocket
+
+from opsconsole import log
+from opsconsole.auth.principal import Role
+from opsconsole.errors import AuthError
+from opsconsole.repl.session import ReplSession
+from opsconsole.transport.base import ApiError, SessionHandler
+
+_log = log.get("transport.terminal")
+SESSION_CHECK_MS = 250  # logout or expiry closes the terminal within a second
+MAX_ROWS, MAX_COLS = 500, 1000
+# Our limit, checked per message so the refusal is specific and audited. Tornado's own
+# websocket_max_message_size (HARD_MAX_MESSAGE) caps what it buffers before we see it.
+MAX_MESSAGE = 64 * 1024
+HARD_MAX_MESSAGE = 1024 * 1024
+
+
+class TerminalHandler(SessionHandler, tornado.websocket.WebSocketHandler):
+    required_role: ClassVar[Role | None] = "operator"
+
+    def set_default_headers(self) -> None:
+        self.set_header("Cache-Control", "no-store")
+
+    # -- the handshake ---------------------------------------------------------------------
+
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        """Authenticate and check Host before upgrading; refusals are audited."""
+        if not self._host_allowed():
+            self._refuse(403, "ws_host", f"Host {self.request.host!r} is not this console")
+            return
+        try:
+            self.authenticate()
+        except ApiError as exc:
+            self._refuse(exc.status_code, f"ws_{exc.code}", exc.message)
+            return
+        await super().get(*args, **kwargs)
+
+    def _host_allowed(self) -> bool:
+        # A DNS-rebinding page reaches us with a foreign Host; only our own origins pass.
+        hosts = {urllib.parse.urlsplit(o).netloc for o in self.svc.allowed_origins}
+        return self.request.host in hosts
+
+    def check_origin(self, origin: str) -> bool:
+        # Exact match only: no suffix or subdomain logic to get wrong.
+        if origin in self.svc.allowed_origins:
+            return True
+        self.auth.refuse("ws_origin", source=self.source, origin=origin[:200])
+        return False
+
+    def _refuse(self, status: int, reason: str, message: str) -> None:
+        user = self.session.principal.user if self.session else ""
+        self.auth.refuse(reason, source=self.source, user=user)
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(
+            json.dumps({"error": "forbidden" if status == 403 else "unauthorized", "message": message})
+        )
+
+    # -- the open connection -----------------------------------------------------------------
+
+    def open(self, *args: str, **kwargs: str) -> None:
+        assert self.session is not None
+        assert self.token is not None
+        self.set_nodelay(True)
+        self._loop = asyncio.get_running_loop()
+        self._lock = threading.Lock()
+        self._pending = 0  # output bytes handed to Tornado but not yet on the socket
+        self._limit = self.svc.settings.ws_output_buffer
+        self._closing = False
+        self._bucket = _Bucket(self.svc.settings.ws_rate_limit)
+        self.session_id = secrets.token_hex(6)
+        self._watch = tornado.ioloop.PeriodicCallback(self._check_session, SESSION_CHECK_MS)
+        self._watch.start()
+        self.repl: ReplSession = self.svc.repl.open(
+            user=self.session.principal.user,
+            session_id=self.session_id,
+            door="websocket",
+            sink=self._sink,
+            on_close=self._repl_closed,
+            rows=_bounded(self.get_query_argument("rows", "24"), MAX_ROWS, 24),
+            cols=_bounded(self.get_query_argument("cols", "80"), MAX_COLS, 80),
+        )
+
+    def on_message(self, message: str | bytes) -> None:
+        if _size(message) > MAX_MESSAGE:
+            self._drop(1009, "ws_message_too_big", f"messages are at most {MAX_MESSAGE} bytes")
+            return
+        if not self._bucket.take():
+            self._drop(1008, "ws_rate_limit", "too many messages")
+            return
+        try:
+            frame = json.loads(message)
+            kind = frame[0]
+            if kind == "stdin" and len(frame) == 2 and isinstance(frame[1], str):
+                self.auth.session(self.token or "")  # typing is activity: restart the idle timer
+                self.repl.feed(frame[1])
+            elif kind == "set_size" and len(frame) == 3 and all(type(v) is int for v in frame[1:]):
+                self.repl.resize(max(1, min(frame[1], MAX_ROWS)), max(1, min(frame[2], MAX_COLS)))
+            else:
+                raise ValueError(kind)
+        except AuthError:
+            self._drop(1008, "ws_session_expired", "session expired or revoked")
+        except (ValueError, TypeError, IndexError, KeyError):
+            self._drop(1003, "ws_malformed_frame", 'frames are ["stdin", text] or ["set_size", rows, cols]')
+
+    def on_close(self) -> None:
+        self._closing = True
+        watch = getattr(self, "_watch", None)
+        if watch is not None:
+            watch.stop()
+        repl = getattr(self, "repl", None)
+        if repl is not None:
+            repl.close()
+            self.record(
+                "repl.close",
+                user=self.session.principal.user if self.session else "",
+                session=self.session_id,
+                status=self.close_code,
+            )
+
+    def on_ping(self, data: bytes) -> None:
+        pass  # Tornado answers pings; its own pings (websocket_ping_interval) catch dead peers
+
+    # -- output: the session thread produces, the IO loop sends ------------------------------
+
+    def _sink(self, text: str) -> None:
+        # runs on the REPL session thread
+        size = len(text)
+        with self._lock:
+            if self._closing:
+                return
+            self._pending += size
+            over = self._pending > self._limit
+        callback = self._overflow if over else lambda: self._send(text, size)
+        with contextlib.suppress(RuntimeError):  # the console loop is gone: nothing to send to
+            self._loop.call_soon_threadsafe(callback)
+
+    def _send(self, text: str, size: int) -> None:
+        if self._closing:
+            return
+        try:
+            future = self.write_message(json.dumps(["stdout", text]))
+        except tornado.websocket.WebSocketClosedError:
+            return
+        future.add_done_callback(lambda _f: self._sent(size))
+
+    def _sent(self, size: int) -> None:
+        with self._lock:
+            self._pending -= size
+
+    def _overflow(self) -> None:
+        # A client that stops reading would make us buffer without bound: drop it.
+        self._drop(1008, "ws_slow_client", "output not read; buffer limit reached")
+
+    def _repl_closed(self, status: int) -> None:
+        # runs on the REPL session thread (or the closing thread)
+        def close() -> None:
+            if not self._closing:
+                self.close(1000, f"session ended ({status})")
+
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(close)
+
+    def _check_session(self) -> None:
+        try:
+            self.auth.session(self.token or "", touch=False)
+        except AuthError:
+            self._drop(1008, "ws_session_expired", "session expired or revoked")
+
+    def _drop(self, code: int, reason: str, message: str) -> None:
+        if self._closing:
+            return
+        user = self.session.principal.user if self.session else ""
+        self.auth.refuse(reason, source=self.source, user=user, session=self.session_id)
+        self._closing = True
+        self.close(code, message)
+
+
+class _Bucket:
+    """A token bucket: ``rate`` messages per second, bursts up to 2 × rate."""
+
+    def __init__(self, rate: int) -> None:
+        self._rate = float(rate)
+        self._tokens = 2.0 * rate
+        self._last = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(2.0 * self._rate, self._tokens + (now - self._last) * self._rate)
+        self._last = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
+
+def _size(message: str | bytes) -> int:
+    if isinstance(message, bytes) or len(message) * 4 <= MAX_MESSAGE:
+        return len(message)
+    return len(message.encode("utf-8", "surrogatepass"))
+
+
+def _bounded(raw: str, high: int, default: int) -> int:
+    try:
+        return max(1, min(int(raw), high))
+    except ValueError:
+        return default

@@ -1,0 +1,420 @@
+"""ReplSession driven in-process: real ptpython, real session threads, a list as the terminal.
+
+Each session is opened through the ``repl`` fixture, which closes it at the end and checks
+that its thread ended and ``on_close`` ran once. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from opsconsole.errors import ConsoleError
+from opsconsole.repl.session import ReplSession
+
+ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|\x1b[()][A-Z0-9]|\x1b[=>78]")
+PROMPT = r">>> ?$"
+PASTE_START, PASTE_END = "\x1b[200~", "\x1b[201~"
+
+
+class Screen:
+    """The sink of one session: collects output; waits on it with ANSI escapes stripped."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._parts: list[str] = []
+        self.calls = 0
+        self.threads: set[str] = set()
+
+    def __call__(self, text: str) -> None:
+        with self._cond:
+            self._parts.append(text)
+            self.calls += 1
+            self.threads.add(threading.current_thread().name)
+            self._cond.notify_all()
+
+    @property
+    def raw(self) -> str:
+        with self._cond:
+            return "".join(self._parts)
+
+    @property
+    def text(self) -> str:
+        return ANSI.sub("", self.raw).replace("\r", "")
+
+    def wait_for(self, pattern: str, timeout: float = 10.0, *, start: int = 0) -> re.Match[str]:
+        regex = re.compile(pattern, re.MULTILINE)
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                match = regex.search(self.text, start)
+                if match:
+                    return match
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"{pattern!r} not seen in {timeout}s; output:\n{self.text[-3000:]}")
+                self._cond.wait(min(left, 0.2))
+
+
+@dataclass
+class Running:
+    session: ReplSession
+    screen: Screen
+    recorded: list[str]
+    statuses: list[int] = field(default_factory=list)
+    ended: threading.Event = field(default_factory=threading.Event)
+
+    def run(self, line: str, pattern: str, timeout: float = 10.0) -> re.Match[str]:
+        """Type ``line`` + Enter; wait for ``pattern`` in what follows."""
+        start = len(self.screen.text)
+        self.session.feed(line + "\r")
+        return self.screen.wait_for(pattern, timeout, start=start)
+
+    def wait_closed(self, timeout: float = 10.0) -> int:
+        assert self.ended.wait(timeout), "on_close was not called"
+        thread = next((t for t in threading.enumerate() if t.name == self.thread_name), None)
+        if thread is not None:
+            thread.join(timeout)
+            assert not thread.is_alive(), "the session thread is still running"
+        assert len(self.statuses) == 1, self.statuses
+        return self.statuses[0]
+
+    @property
+    def thread_name(self) -> str:
+        return f"opsconsole-repl-{self.session.session_id}"
+
+
+Opener = Callable[..., Running]
+
+
+@pytest.fixture
+def repl() -> Iterator[Opener]:
+    """Opens started sessions at their first prompt; closes them all and checks they ended."""
+    opened: list[Running] = []
+
+    def open_session(
+        *, namespace: dict[str, object] | None = None, record: Callable[[str], None] | None = None, **kw: Any
+    ) -> Running:
+        n = len(opened) + 1
+        recorded: list[str] = []
+        screen = Screen()
+        holder: list[Running] = []
+
+        def on_close(status: int) -> None:
+            holder[0].statuses.append(status)
+            holder[0].ended.set()
+
+        session = ReplSession(
+            session_id=kw.pop("session_id", f"t{n}-{os.getpid()}-{time.monotonic_ns()}"),
+            user="tester",
+            namespace=namespace if namespace is not None else {},
+            sink=screen,
+            on_close=on_close,
+            record_input=record or recorded.append,
+            **kw,
+        )
+        running = Running(session, screen, recorded)
+        holder.append(running)
+        opened.append(running)
+        session.start()
+        screen.wait_for(PROMPT)
+        return running
+
+    yield open_session
+    for running in opened:
+        running.session.close()
+    for running in opened:
+        running.wait_closed()
+
+
+# -- the basics ---------------------------------------------------------------------------------
+
+
+def test_one_plus_one(repl: Opener) -> None:
+    r = repl()
+    r.run("1+1", r"^2$")
+    assert r.recorded == ["1+1"]
+    assert r.screen.threads == {r.thread_name}  # the sink only ever runs on the session thread
+
+
+def test_top_level_await_runs_on_the_session_loop(repl: Opener) -> None:
+    r = repl()
+    r.run("import asyncio, threading", PROMPT)
+    r.run("await asyncio.sleep(0.1, result=42)", r"^42$")
+    r.run("threading.current_thread().name", rf"^'{r.thread_name}'$")
+
+
+def test_output_is_crlf_and_print_lands_in_the_session(
+    repl: Opener, capsys: pytest.CaptureFixture[str]
+) -> None:
+    r = repl()
+    r.run("print('printed' + '-marker'); import sys; print('err' + '-marker', file=sys.stderr)", PROMPT)
+    r.screen.wait_for(r"^printed-marker$")
+    r.screen.wait_for(r"^err-marker$")
+    r.run("raise KeyError('tb' + '-marker')", r"KeyError: 'tb-marker'")
+    assert re.search(r"(?<!\r)\n", r.screen.raw) is None  # xterm.js has no ONLCR
+    captured = capsys.readouterr()
+    assert "marker" not in captured.out + captured.err
+
+
+def test_logging_last_resort_lands_in_the_session(repl: Opener) -> None:
+    r = repl()
+    r.run(
+        "import logging; log = logging.getLogger('opsconsole-test-lastresort'); log.propagate = False", PROMPT
+    )
+    r.run("log.warning('last' + '-resort-marker')", r"^last-resort-marker$")
+
+
+def test_input_reads_the_session_keyboard(repl: Opener) -> None:
+    r = repl()
+    start = len(r.screen.text)
+    r.session.feed("answer = input('name? ')\r")
+    r.screen.wait_for(r"name\? $", start=start)
+    r.session.feed("bobx\x7f\r")  # Backspace edits, as in a terminal
+    r.run("answer", r"^'bob'$")
+    start = len(r.screen.text)
+    r.session.feed("input('again? ')\r")
+    r.screen.wait_for(r"again\? $", start=start)
+    r.session.feed("\x03")
+    r.screen.wait_for(r"KeyboardInterrupt", start=start)
+    r.run("1+1", r"^2$")
+
+
+def test_the_profiles(repl: Opener) -> None:
+    lean, full = repl(), repl(profile="full")
+    lean.run("get_ptpython().complete_while_typing, get_ptpython().show_signature", r"^\(False, False\)$")
+    full.run("get_ptpython().complete_while_typing, get_ptpython().show_signature", r"^\(True, True\)$")
+    lean.run("p = get_ptpython()", PROMPT)
+    lean.run("p.enable_open_in_editor, p.enable_system_bindings", r"^\(False, False\)$")
+    lean.run("type(p.history).__name__", r"^'InMemoryHistory'$")
+
+
+def test_resize_reaches_the_app(repl: Opener) -> None:
+    r = repl(rows=30, cols=100)
+    r.run("get_ptpython().app.output.get_size()", r"rows=30, columns=100")
+    r.session.resize(40, 132)
+    r.run("get_ptpython().app.output.get_size()", r"rows=40, columns=132")
+
+
+# -- sessions stay apart -----------------------------------------------------------------------
+
+
+def test_two_sessions_never_see_each_other(repl: Opener) -> None:
+    a, b = repl(), repl()
+    # Typed one character at a time, interleaved.
+    for ca, cb in zip("print('al' + 'pha')\r", "print('br' + 'avo')\r", strict=True):
+        a.session.feed(ca)
+        b.session.feed(cb)
+    a.screen.wait_for(r"^alpha$")
+    b.screen.wait_for(r"^bravo$")
+    a.run("x = 'only' + '-in-a'", PROMPT)
+    a.run("11 * 11", r"^121$")
+    b.run("x", r"NameError")
+    b.run("_ == 121", r"^False$")  # ptpython's `_` is per session too
+    time.sleep(0.3)
+    assert "bravo" not in a.screen.text and "br' + 'avo" not in a.screen.text
+    assert "alpha" not in b.screen.text and "only-in-a" not in b.screen.text
+    assert a.recorded[0] == "print('al' + 'pha')" and b.recorded[0] == "print('br' + 'avo')"
+    # exit() in one session ends that one only; the other's own exit still works
+    a.session.feed("exit()\r")
+    assert a.wait_closed() == 0
+    b.run("2+2", r"^4$")
+    b.session.feed("exit()\r")
+    assert b.wait_closed() == 0
+
+
+def test_a_blocking_eval_freezes_only_its_own_session(repl: Opener) -> None:
+    a, b = repl(), repl()
+    a.run("import time", PROMPT)
+    a.session.feed("(time.sleep(3), 'slept')[1]\r")
+    time.sleep(0.2)
+    t0 = time.monotonic()
+    b.run("2+2", r"^4$", timeout=5)
+    assert time.monotonic() - t0 < 1.0
+    a.session.feed("3*3\r")  # typed ahead while the eval blocks
+    a.screen.wait_for(r"^'slept'$", timeout=10)
+    a.screen.wait_for(r"^9$", timeout=10)
+
+
+# -- Ctrl-C and leaving ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("line", ["await asyncio.sleep(100)", "while True: pass", "for _ in iter(int, 1): pass"])
+def test_ctrl_c_stops_an_eval_and_the_prompt_returns(repl: Opener, line: str) -> None:
+    r = repl()
+    r.run("import asyncio", PROMPT)
+    r.session.feed(line + "\r" + ("\r" if line.endswith(": pass") else ""))
+    time.sleep(0.5)
+    start = len(r.screen.text)
+    t0 = time.monotonic()
+    r.session.feed("\x03")
+    r.screen.wait_for(r"KeyboardInterrupt", timeout=5, start=start)
+    assert time.monotonic() - t0 < 2.0
+    r.run("1+1", r"^2$")
+
+
+def test_ctrl_c_at_the_prompt_clears_the_line(repl: Opener) -> None:
+    r = repl()
+    r.session.feed("this is not python")
+    time.sleep(0.2)
+    r.session.feed("\x03")
+    r.run("1+1", r"^2$")
+    assert r.recorded == ["1+1"]
+
+
+def test_ctrl_d_ends_the_session_with_status_0(repl: Opener) -> None:
+    r = repl()
+    r.session.feed("\x04")
+    assert r.wait_closed() == 0
+    assert r.session.closed
+
+
+def test_close_stops_a_busy_eval_and_ends_the_thread(repl: Opener) -> None:
+    r = repl()
+    r.session.feed("while True: pass\r\r")
+    time.sleep(0.3)
+    r.session.close()
+    r.session.close()
+    assert r.wait_closed() == 0
+
+
+def test_close_before_start_calls_on_close_once() -> None:
+    statuses: list[tuple[int, str]] = []
+    session = ReplSession(
+        session_id="never-started",
+        user="tester",
+        namespace={},
+        sink=lambda _t: None,
+        on_close=lambda s: statuses.append((s, threading.current_thread().name)),
+        record_input=lambda _l: None,
+    )
+    session.close()
+    session.close()
+    assert statuses == [(0, threading.current_thread().name)]
+    with pytest.raises(ConsoleError):
+        session.start()
+
+
+def test_shell_escapes_are_refused(repl: Opener, tmp_path: Path) -> None:
+    r = repl()
+    target = tmp_path / "pwned"
+    r.run(f"!touch {target}", r"shell escapes \(!\.\.\.\) are disabled")
+    r.run(f"get_ptpython().eval('!touch {target}')", r"PermissionError")
+    assert not target.exists()
+    r.run("1+1", r"^2$")
+
+
+# -- the audit hook ------------------------------------------------------------------------------
+
+
+def test_each_line_is_recorded_before_it_runs(repl: Opener) -> None:
+    seen: list[int] = []
+    snapshots: list[tuple[str, list[int]]] = []
+
+    def record(line: str) -> None:
+        snapshots.append((line, list(seen)))
+        if "forbidden" in line:
+            raise OSError("audit disk full")
+
+    r = repl(namespace={"seen": seen}, record=record)
+    r.run("raise ValueError('x')", r"ValueError: x")
+    r.run("seen.append(1)", PROMPT)
+    r.run("len(seen)", r"^1$")
+    assert snapshots == [("raise ValueError('x')", []), ("seen.append(1)", []), ("len(seen)", [1])]
+    r.run("seen.append(2)  # forbidden", r"not run: .*audit disk full")
+    r.run("len(seen)", r"^1$")
+    assert seen == [1]
+
+
+# -- input never blocks the caller ---------------------------------------------------------------
+
+
+def test_a_1_mib_paste_returns_at_once_and_is_processed(repl: Opener) -> None:
+    r = repl()
+    body = ("y" * 63 + "\n") * (1024 * 1024 // 64)
+    text = f"{PASTE_START}s = '''\n{body}'''{PASTE_END}\r\r"
+    pieces = [text[i : i + 64 * 1024] for i in range(0, len(text), 64 * 1024)]  # websocket-sized
+    t0 = time.perf_counter()
+    for piece in pieces:
+        r.session.feed(piece)
+    elapsed = time.perf_counter() - t0
+    assert elapsed < 0.1, f"feed() took {elapsed:.3f}s"
+    r.run("len(s)", rf"^{len(body) + 1}$", timeout=30)
+
+
+# -- the recording -------------------------------------------------------------------------------
+
+
+def test_the_session_is_recorded_as_asciicast_v2(repl: Opener, tmp_path: Path) -> None:
+    cast = tmp_path / "session.cast"
+    r = repl(cast_path=cast, rows=30, cols=90, title="cast test")
+    r.run("print('on the' + ' record')", r"^on the record$")
+    r.session.resize(33, 101)
+    r.run("getpass_like = 'typed'", PROMPT)
+    r.session.feed("\x04")
+    assert r.wait_closed() == 0
+
+    assert cast.stat().st_mode & 0o777 == 0o600
+    header, *events = [json.loads(line) for line in cast.read_text().splitlines()]
+    assert header["version"] == 2 and header["width"] == 90 and header["height"] == 30
+    assert isinstance(header["timestamp"], int) and abs(header["timestamp"] - time.time()) < 120
+    assert header["title"] == "cast test" and header["env"] == {"TERM": "xterm-256color"}
+    assert events
+    for event in events:
+        assert isinstance(event, list) and len(event) == 3
+        assert isinstance(event[0], float | int) and event[1] in ("o", "r") and isinstance(event[2], str)
+    times = [e[0] for e in events]
+    assert times == sorted(times) and times[0] >= 0
+    assert ["r", "101x33"] in [e[1:] for e in events]
+    shown = "".join(e[2] for e in events if e[1] == "o")
+    assert "on the record" in ANSI.sub("", shown)
+    assert shown == r.screen.raw  # the recording is exactly what the terminal got
+
+    if find_spec("asciinema") is not None:  # an independent reader, when installed
+        out = subprocess.run(
+            [sys.executable, "-m", "asciinema", "cat", str(cast)], capture_output=True, timeout=30, check=True
+        )
+        assert b"on the record" in out.stdout
+
+
+def test_an_existing_cast_file_is_never_reused(repl: Opener, tmp_path: Path) -> None:
+    cast = tmp_path / "taken.cast"
+    cast.write_text("planted")
+    session = ReplSession(
+        session_id="planted",
+        user="tester",
+        namespace={},
+        sink=lambda _t: None,
+        on_close=lambda _s: None,
+        record_input=lambda _l: None,
+        cast_path=cast,
+    )
+    with pytest.raises(ConsoleError, match="cannot record"):
+        session.start()
+    assert cast.read_text() == "planted"
+    link = tmp_path / "link.cast"
+    link.symlink_to(tmp_path / "elsewhere")
+    session = ReplSession(
+        session_id="symlink",
+        user="tester",
+        namespace={},
+        sink=lambda _t: None,
+        on_close=lambda _s: None,
+        record_input=lambda _l: None,
+        cast_path=link,
+    )
+    with pytest.raises(ConsoleError):
+        session.start()
+    assert not (tmp_path / "elsewhere").exists()
