@@ -141,6 +141,7 @@ class Console:
                 self._loop.call_soon_threadsafe(self._stop_event.set)
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
+        self.repl.close_all()
         self.diagnostics.close()
         if self.url:
             self.audit.record("console.stop", url=self.url, instance=self.instance_id)

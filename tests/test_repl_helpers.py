@@ -16,15 +16,20 @@ from pathlib import Path
 import pytest
 
 from opsconsole.diagnostics.service import Diagnostics
-from opsconsole.errors import BusyError, StateError
+from opsconsole.errors import StateError
 from opsconsole.repl.helpers import HELPERS, Ops
-from tests.test_repl_session import PROMPT, Opener, repl  # noqa: F401 — the fixture
+from tests.test_repl_session import PROMPT, Opener, session_opener
 
 KEEP: list[object] = []
 
 
 class LeakyWidget:
     """Only this test module makes these."""
+
+
+@pytest.fixture
+def repl() -> Iterator[Opener]:
+    yield from session_opener()
 
 
 @pytest.fixture
@@ -157,7 +162,9 @@ def test_busy_dump_worker_message_reaches_the_operator(ops: Ops, diag: Diagnosti
     r.run("len(ops.census(top=5).types)", r"^5$", timeout=30)
 
 
-def test_ctrl_c_stops_waiting_for_the_app_loop(ops: Ops, app_loop: asyncio.AbstractEventLoop, repl: Opener) -> None:
+def test_ctrl_c_stops_waiting_for_the_app_loop(
+    ops: Ops, app_loop: asyncio.AbstractEventLoop, repl: Opener
+) -> None:
     r = repl(namespace={"ops": ops})
     r.run("import asyncio", PROMPT)
     r.session.feed("ops.run(asyncio.sleep(60), timeout=60)\r")

@@ -102,6 +102,11 @@ Opener = Callable[..., Running]
 @pytest.fixture
 def repl() -> Iterator[Opener]:
     """Opens started sessions at their first prompt; closes them all and checks they ended."""
+    yield from session_opener()
+
+
+def session_opener() -> Iterator[Opener]:
+    """The body of the ``repl`` fixture (also used by test_repl_helpers)."""
     opened: list[Running] = []
 
     def open_session(
@@ -251,7 +256,9 @@ def test_a_blocking_eval_freezes_only_its_own_session(repl: Opener) -> None:
 # -- Ctrl-C and leaving ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("line", ["await asyncio.sleep(100)", "while True: pass", "for _ in iter(int, 1): pass"])
+@pytest.mark.parametrize(
+    "line", ["await asyncio.sleep(100)", "while True: pass", "for _ in iter(int, 1): pass"]
+)
 def test_ctrl_c_stops_an_eval_and_the_prompt_returns(repl: Opener, line: str) -> None:
     r = repl()
     r.run("import asyncio", PROMPT)

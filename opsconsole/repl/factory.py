@@ -4,6 +4,9 @@ recording and audit wiring in one place so every door gets the same session."""
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
+import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Literal
@@ -31,6 +34,8 @@ class ReplFactory:
         self._record = record
         self._cast_dir = cast_dir
         self._profile = profile
+        self._lock = threading.Lock()
+        self._sessions: weakref.WeakSet[ReplSession] = weakref.WeakSet()
 
     def open(
         self,
@@ -65,5 +70,21 @@ class ReplFactory:
             title=f"opsconsole {user}@{door}",
         )
         self._record("repl.open", user=user, session=session_id, door=door)
+        with self._lock:
+            self._sessions.add(session)
         session.start()
         return session
+
+    def close_all(self, timeout: float = 3.0) -> None:
+        """End every session and wait for their threads (console shutdown, any thread).
+
+        A session thread must not outlive the console: it would keep evaluating with
+        nowhere to send its output.
+        """
+        with self._lock:
+            sessions = list(self._sessions)
+        for session in sessions:
+            session.close()
+        deadline = time.monotonic() + timeout
+        for session in sessions:
+            session.join(max(0.0, deadline - time.monotonic()))

@@ -28,9 +28,9 @@ from opsconsole.diagnostics.heapdiff import HeapDiff
 from opsconsole.diagnostics.process import ProcessInfo
 from opsconsole.diagnostics.profiler import Profile
 from opsconsole.diagnostics.refchain import RefChain
-from opsconsole.diagnostics.threads import ThreadDump, dump_threads
 from opsconsole.diagnostics.service import Diagnostics, own_thread_idents
 from opsconsole.diagnostics.snapshots import SnapshotInfo
+from opsconsole.diagnostics.threads import ThreadDump, dump_threads
 from opsconsole.errors import StateError
 from opsconsole.repl import display
 from opsconsole.repl.display import as_text

@@ -21,6 +21,7 @@ interrupted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import sys
 import threading
@@ -29,7 +30,7 @@ from collections.abc import Callable
 GRACE = 0.3
 
 
-class ReplInterrupt(Exception):  # noqa: N818 — reads like KeyboardInterrupt on purpose
+class ReplInterrupt(Exception):
     """Ctrl-C, raised inside an eval that would not stop.
 
     Deliberately an ``Exception``, not a ``KeyboardInterrupt``/``BaseException``: asyncio
@@ -132,10 +133,8 @@ class Interrupter:
             callback = self._sigint() or self._cancel
             loop = self._loop
         if callback is not None:
-            try:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
                 loop.call_soon_threadsafe(callback)
-            except RuntimeError:  # the loop closed meanwhile
-                pass
 
     def _escalate(self, generation: int) -> None:
         # the timer thread

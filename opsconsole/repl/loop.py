@@ -51,7 +51,9 @@ class ContextExecutor(concurrent.futures.Executor):
         self._threads = 0
         self._shut = False
 
-    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> concurrent.futures.Future[T]:
+    def submit(
+        self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> concurrent.futures.Future[T]:
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
         job = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
         with self._lock:
@@ -114,11 +116,11 @@ class SessionLoop(asyncio.SelectorEventLoop):
         self,
         executor: concurrent.futures.Executor | None,
         func: Callable[[Unpack[Ts]], T],
-        *args: Unpack[Ts],
+        *args: *Ts,
     ) -> asyncio.Future[T]:
         return super().run_in_executor(self.executor if executor is None else executor, func, *args)
 
-    def add_signal_handler(self, sig: int, callback: Callable[[Unpack[Ts]], object], *args: Unpack[Ts]) -> None:
+    def add_signal_handler(self, sig: int, callback: Callable[[Unpack[Ts]], object], *args: *Ts) -> None:
         if sig != signal.SIGINT:
             raise RuntimeError(
                 f"signal {sig} cannot be handled from a REPL session: signals go to the host process"

@@ -20,6 +20,7 @@ session's context) is buffered and the flush is scheduled on the session loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable
 
@@ -117,10 +118,8 @@ class SessionOutput:
                 return
             self._flush_scheduled = True
             loop = self._loop
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the session is over
             loop.call_soon_threadsafe(self._scheduled_flush)
-        except RuntimeError:  # the loop is closed: the session is over
-            pass
 
     def _scheduled_flush(self) -> None:
         # session loop

@@ -19,6 +19,7 @@ starts goes to the process's stdout/stderr (see ``streams``).
 from __future__ import annotations
 
 import builtins
+import contextlib
 import pathlib
 import threading
 from collections.abc import Callable
@@ -99,7 +100,9 @@ class ReplSession:
             if self._cast_path is not None:
                 rows, cols = self._size
                 try:
-                    self._recorder = CastRecorder.create(self._cast_path, cols=cols, rows=rows, title=self._title)
+                    self._recorder = CastRecorder.create(
+                        self._cast_path, cols=cols, rows=rows, title=self._title
+                    )
                 except OSError as exc:  # fail closed: no unrecorded sessions when recording is asked for
                     raise ConsoleError(f"cannot record the REPL session to {self._cast_path}: {exc}") from exc
                 self._output.record_to(self._recorder)
@@ -145,10 +148,16 @@ class ReplSession:
             return
         self._interrupter.interrupt()
         if loop is not None:
-            try:
+            with contextlib.suppress(RuntimeError):  # the loop closed: the thread is finishing anyway
                 loop.call_soon_threadsafe(self._end_input)
-            except RuntimeError:  # the loop already closed: the thread is finishing anyway
-                pass
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the session thread to end (any thread but its own); True if it has."""
+        thread = self._thread
+        if thread is None or thread is threading.current_thread():
+            return True
+        thread.join(timeout)
+        return not thread.is_alive()
 
     @property
     def closed(self) -> bool:

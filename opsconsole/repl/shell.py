@@ -28,7 +28,7 @@ from prompt_toolkit.output import ColorDepth, Output
 from ptpython.repl import PythonRepl, ReplExit, exit
 from ptpython.utils import unindent_code
 
-from opsconsole.repl import display
+from opsconsole.repl import display, streams
 from opsconsole.repl.interrupt import Interrupter, ReplInterrupt
 from opsconsole.repl.profile import Profile
 from opsconsole.repl.profile import apply as apply_profile
@@ -126,6 +126,7 @@ class OpsRepl(PythonRepl):
         if text.lstrip().startswith("!"):
             self._say(SHELL_REFUSED)
             return True
+        streams.install()  # in case the host swapped sys.stdout since the last line
         loop = asyncio.get_running_loop()
         task = loop.create_task(self._evaluate(text))
         self._interrupter.begin(loop, task.cancel)

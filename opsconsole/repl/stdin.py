@@ -100,25 +100,8 @@ class LineReader:
             i += 1
             if self._escape or ch == "\x1b":
                 self._skip_escape(ch)
-            elif ch == "\n" and self._after_cr:
-                pass  # the \n of a \r\n pair
-            elif ch in "\r\n":
-                echo.append("\n")
-                result = "".join(line) + "\n"
-            elif ch in "\x7f\b":
-                if line:
-                    line.pop()
-                    echo.append("\b \b")
-            elif ch == "\x15":
-                echo.append("\b \b" * len(line))
-                line.clear()
-            elif ch == "\x04":
-                result = "".join(line)  # empty: end of file; else the partial line, like a tty
-            elif ch >= " " or ch == "\t":
-                line.append(ch)
-                echo.append(ch)
-                if 0 <= size <= len(line):
-                    result = "".join(line)
+            elif not (ch == "\n" and self._after_cr):  # the \n of a \r\n pair is dropped
+                result = self._key(ch, line, echo, size)
             self._after_cr = ch == "\r"
         if i < len(text):
             self._pending.append(text[i:])
@@ -126,14 +109,31 @@ class LineReader:
             self._echo("".join(echo))
         return result
 
+    @staticmethod
+    def _key(ch: str, line: list[str], echo: list[str], size: int) -> str | None:
+        # one keystroke of line editing; returns the line when it is finished
+        if ch in "\r\n":
+            echo.append("\n")
+            return "".join(line) + "\n"
+        if ch == "\x04":
+            return "".join(line)  # empty: end of file; else the partial line, like a tty
+        if ch in "\x7f\b":
+            if line:
+                line.pop()
+                echo.append("\b \b")
+        elif ch == "\x15":
+            echo.append("\b \b" * len(line))
+            line.clear()
+        elif ch >= " " or ch == "\t":
+            line.append(ch)
+            echo.append(ch)
+            if 0 <= size <= len(line):
+                return "".join(line)
+        return None
+
     def _skip_escape(self, ch: str) -> None:
         # ESC [ params final | ESC O x | ESC x — dropped: arrows, function keys, paste marks
         seq = self._escape + ch
-        if len(seq) == 1:
-            self._escape = seq
-        elif seq[1] == "[" and (len(seq) == 2 or not "\x40" <= ch <= "\x7e"):
-            self._escape = seq
-        elif seq[1] == "O" and len(seq) == 2:
-            self._escape = seq
-        else:
-            self._escape = ""
+        csi_open = seq[1:2] == "[" and (len(seq) == 2 or not "\x40" <= ch <= "\x7e")
+        ss3_open = seq[1:2] == "O" and len(seq) == 2
+        self._escape = seq if len(seq) == 1 or csi_open or ss3_open else ""

@@ -6,7 +6,7 @@ variable names the current session's :class:`Route`; when it is unset the stream
 through to the stream it replaced, so the host sees no change but one ``ContextVar.get`` per call.
 The proxies are never taken out again — restoring while a session (or a task or executor job it
 started) still writes would send that output to the service log. If something else later replaces
-``sys.stdout`` (a test runner does), the next session start wraps the new stream.
+``sys.stdout`` (a test runner does), the next eval in any session wraps the new stream.
 
 What lands in the session: ``print``, ``sys.stdout.write``, tracebacks ptpython prints, warnings,
 ``logging.lastResort`` (it looks ``sys.stderr`` up when it emits) — from the session thread, its
@@ -52,6 +52,10 @@ class Route:
 
 _route: ContextVar[Route | None] = ContextVar("opsconsole_repl_route", default=None)
 _install_lock = threading.Lock()
+# Every proxy ever installed, kept alive for good. print() holds only a *borrowed* reference to
+# sys.stdout while it writes (CPython 3.11), so a proxy freed because another thread replaced
+# sys.stdout mid-print would be a use-after-free — a segfault of the whole service.
+_installed: list[RoutedStream] = []
 
 
 class RoutedStream:
@@ -65,15 +69,6 @@ class RoutedStream:
     def __init__(self, name: str, fallback: TextIO | None) -> None:
         self._name = name
         self._fallback = fallback
-
-    # -- which one -------------------------------------------------------------------------
-
-    @property
-    def fallback(self) -> TextIO | None:
-        return self._fallback
-
-    def _route(self) -> Route | None:
-        return _route.get()
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -167,12 +162,18 @@ class RoutedStream:
 
 
 def install() -> None:
-    """Put the routed proxies in place if they are not there. Idempotent; any thread."""
+    """Put the routed proxies in place if they are not there. Idempotent and cheap; any thread.
+
+    Called when a session starts and before each eval, so a host (or test runner) that swapped
+    ``sys.stdout`` meanwhile gets its new stream wrapped rather than the session's output.
+    """
     with _install_lock:
         for name in ("stdout", "stderr", "stdin"):
             current = getattr(sys, name)
             if not isinstance(current, RoutedStream):
-                setattr(sys, name, cast(TextIO, RoutedStream(name, current)))
+                proxy = RoutedStream(name, current)
+                _installed.append(proxy)
+                setattr(sys, name, cast(TextIO, proxy))
 
 
 @contextmanager
@@ -183,8 +184,3 @@ def routed(route: Route) -> Iterator[None]:
         yield
     finally:
         _route.reset(token)
-
-
-def current() -> Route | None:
-    """The route of the calling context, if it is a session's."""
-    return _route.get()

@@ -15,6 +15,7 @@ wait for a reply, and prompt_toolkit lays out fine without it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 from collections import deque
@@ -150,7 +151,5 @@ class TerminalBridge:
 
     @staticmethod
     def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], object]) -> None:
-        try:
+        with contextlib.suppress(RuntimeError):  # the session loop is closed: the session is over
             loop.call_soon_threadsafe(callback)
-        except RuntimeError:  # the session loop is closed: the session is over
-            pass
