@@ -132,3 +132,24 @@ def test_downloaded_snapshot_is_saved_by_the_cli(demo: Demo, tmp_path: Path) -> 
         assert "MainThread" in text.stdout
     finally:
         demo.post("/ops/heap/stop")
+
+
+@pytest.mark.asyncio
+async def test_terminal_in_the_demo_ops_growth_and_echo_while_spinning(demo: Demo) -> None:
+    from tests.terminal_client import Term
+
+    term = await Term.open(demo.url, demo.token)
+    try:
+        await term.expect(r">>> ?$")
+        await term.run("ops.baseline('ws')", r">>> ?$")
+        demo.hit_app("/leak", 2_000)
+        await term.run("g = ops.growth('ws')", r"LeakyRecord", timeout=30)
+        spinner = _spin(demo, 3)
+        start = len(term.text)
+        t0 = time.monotonic()
+        await term.send("'still-echoing'")
+        await term.expect(r"still-echoing", timeout=2, start=start)
+        assert time.monotonic() - t0 < 1.0  # keys echo while the app's main thread spins
+        spinner.join(10)
+    finally:
+        await term.close()
