@@ -35,6 +35,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/heapdiff.py
 	$(BIN)/python bench/profiler_overhead.py
 	$(BIN)/python bench/stall.py
+	$(BIN)/python bench/repl_pipe.py
+	$(BIN)/python bench/terminal.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

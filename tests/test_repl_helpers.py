@@ -7,6 +7,7 @@ the operator sees — one rendering, no dataclass repr after it — is what is c
 from __future__ import annotations
 
 import asyncio
+import gc
 import re
 import threading
 import time
@@ -87,6 +88,25 @@ def test_refchain_takes_an_object_a_class_or_a_name(ops: Ops) -> None:
             assert chain.steps[-1].type_name.endswith("LeakyWidget")
     finally:
         KEEP.clear()
+
+
+def test_heap_helpers_round_trip(ops: Ops) -> None:
+    try:
+        assert ops.heap_start(1).tracing
+        first = ops.snapshot("first")
+        KEEP.extend(bytearray(100) for _ in range(2000))
+        collector = threading.Timer(0.3, gc.collect)
+        collector.start()
+        second = ops.snapshot("second", after_gc=True)  # waits for that collection
+        collector.join()
+        assert (first.state, second.state, second.after_gc) == ("ready", "ready", True)
+        diff = ops.diff("first", "second")
+        assert (diff.base, diff.other) == ("first", "second")
+        assert ops.top(5).tracing
+        assert ops.profile(0.2).ticks > 0
+    finally:
+        KEEP.clear()
+        assert not ops.heap_stop().tracing
 
 
 def test_run_returns_the_coroutines_value_from_the_app_loop(ops: Ops) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from opsconsole.errors import ConsoleError
+from opsconsole.repl.asciicast import CastRecorder
 from opsconsole.repl.session import ReplSession
 
 ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|\x1b[()][A-Z0-9]|\x1b[=>78]")
@@ -172,6 +173,21 @@ def test_output_is_crlf_and_print_lands_in_the_session(
     assert re.search(r"(?<!\r)\n", r.screen.raw) is None  # xterm.js has no ONLCR
     captured = capsys.readouterr()
     assert "marker" not in captured.out + captured.err
+
+
+def test_executor_jobs_and_binary_writes_land_in_the_session(
+    repl: Opener, capsys: pytest.CaptureFixture[str]
+) -> None:
+    r = repl()
+    r.run("import asyncio, sys", PROMPT)
+    r.run("await asyncio.get_running_loop().run_in_executor(None, print, 'ex' + 'ecutor')", r"^executor$")
+    r.run("await asyncio.to_thread(print, 'to' + '-thread')", r"^to-thread$")
+    r.run("sys.stdout.buffer.write(('bin' + 'ary\\n').encode()) and None", r"^binary$")
+    r.run("sys.stdout.isatty(), sys.stdin.isatty()", r"^\(False, False\)$")
+    r.run("sys.stdout.fileno()", r"UnsupportedOperation")
+    print("outside-any-session")  # the host's own prints pass through untouched
+    assert "outside-any-session" in capsys.readouterr().out
+    assert "outside-any-session" not in r.screen.text
 
 
 def test_logging_last_resort_lands_in_the_session(repl: Opener) -> None:
@@ -394,6 +410,21 @@ def test_the_session_is_recorded_as_asciicast_v2(repl: Opener, tmp_path: Path) -
             [sys.executable, "-m", "asciinema", "cat", str(cast)], capture_output=True, timeout=30, check=True
         )
         assert b"on the record" in out.stdout
+
+
+def test_the_recording_is_bounded_and_ends_with_a_note(tmp_path: Path) -> None:
+    path = tmp_path / "big.cast"
+    recorder = CastRecorder.create(path, cols=80, rows=24, title="big", max_bytes=4096)
+    for i in range(100):
+        recorder.output(f"line {i} " + "x" * 50 + "\r\n")
+    recorder.resize(100, 30)  # after the limit: dropped
+    recorder.close()
+    assert not recorder.recording
+    lines = path.read_text().splitlines()
+    events = [json.loads(line) for line in lines[1:]]
+    assert len(path.read_bytes()) < 4096 + 200
+    assert "recording stopped" in events[-1][2]
+    assert all(e[1] == "o" for e in events)
 
 
 def test_an_existing_cast_file_is_never_reused(repl: Opener, tmp_path: Path) -> None:

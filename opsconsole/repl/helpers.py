@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import inspect
+import threading
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
@@ -34,6 +35,7 @@ from opsconsole.diagnostics.threads import ThreadDump, dump_threads
 from opsconsole.errors import StateError
 from opsconsole.repl import display
 from opsconsole.repl.display import as_text
+from opsconsole.repl.interrupt import ReplInterrupt
 
 T = TypeVar("T")
 _POLL = 0.1  # seconds between checks while waiting, so an async Ctrl-C is delivered
@@ -97,13 +99,20 @@ class Ops:
         rows = []
         for name in HELPERS:
             fn = getattr(self, name)
+            params = ", ".join(
+                p.name if p.default is inspect.Parameter.empty else f"{p.name}={p.default!r}"
+                for p in inspect.signature(fn).parameters.values()
+            )
             doc = (inspect.getdoc(fn) or "").splitlines()
-            rows.append((f"ops.{name}{inspect.signature(fn)}", doc[0] if doc else ""))
+            what = (doc[0] if doc else "").replace("``", "")
+            rows.append((f"ops.{name}({params})", what))
         width = max(len(call) for call, _ in rows)
-        print("\n".join(f"{call:<{width}}  {what}" for call, what in rows))
+        lines = [f"{call:<{width}}  {what}" for call, what in rows]
+        lines.append("(*) runs on the console's dump worker: one such dump at a time, HTTP ones included")
+        print("\n".join(lines))
 
     def threads(self) -> ThreadDump:
-        """Every host thread's stack (the console's own left out) and the app loop's tasks."""
+        """Every host thread's stack (not the console's own) and the app loop's tasks."""
         return self._show(self._diag.threads())
 
     def tasks(self) -> ThreadDump:
@@ -123,19 +132,19 @@ class Ops:
         return self._show(self._diag.process())
 
     def census(self, top: int = 30) -> Census:
-        """Live objects per class, the ``top`` most numerous (dump worker)."""
+        """Live objects per class, the ``top`` most numerous. (*)"""
         return self._expensive("census", lambda: self._diag.census(top))
 
     def baseline(self, name: str = "default") -> Census:
-        """Remember the per-class counts now under ``name``, for growth() (dump worker)."""
+        """Remember the per-class counts now as baseline ``name``, for growth(). (*)"""
         return self._expensive("baseline", lambda: self._diag.baseline(name))
 
     def growth(self, since: str | None = None) -> Growth:
-        """Classes whose count grew since baseline ``since`` or the previous call (dump worker)."""
+        """Classes whose count grew since baseline ``since`` (or the previous call). (*)"""
         return self._expensive("growth", lambda: self._diag.growth(since))
 
     def refchain(self, obj_or_type: object) -> RefChain:
-        """Why is it alive: the reference chain to an object, a class, or a 'module.Class' name."""
+        """Why is it alive: a reference chain to an object, a class or a 'module.Class'. (*)"""
         return self._expensive("refchain", lambda: self._diag.refchain(obj_or_type))
 
     def heap_start(self, frames: int = 1) -> HeapStatus:
@@ -143,31 +152,49 @@ class Ops:
         return self._show(self._diag.heap_start(frames))
 
     def top(self, n: int = 10) -> HeapStatus:
-        """tracemalloc's ``n`` biggest allocation sites now (dump worker)."""
+        """tracemalloc's ``n`` biggest allocation sites now. (*)"""
         return self._expensive("heap status", lambda: self._diag.heap_status(n))
 
     def snapshot(self, name: str, after_gc: bool = False) -> SnapshotInfo:
-        """Store a tracemalloc snapshot as ``name``; after_gc waits for the next full collection."""
+        """Store a tracemalloc snapshot; after_gc=True waits for the next full collection. (*)"""
         if after_gc:
-            # Waits up to minutes for the host's own collection: on this thread (Ctrl-C works),
-            # not on the dump worker, which stays free for others.
-            return self._show(self._diag.snapshot_after_gc(name))
+            return self._show(self._after_gc(name))
         return self._expensive("snapshot", lambda: self._diag.snapshot(name))
 
+    def _after_gc(self, name: str) -> SnapshotInfo:
+        # The wait for the host's next full collection can take minutes and blocks in C, so it
+        # runs on its own thread (as the HTTP route does) and this one polls: Ctrl-C stops the
+        # waiting, not the snapshot, which stays pending like an HTTP 202 one.
+        future: concurrent.futures.Future[SnapshotInfo] = concurrent.futures.Future()
+
+        def work() -> None:
+            # its own opsconsole-aftergc thread
+            try:
+                future.set_result(self._diag.snapshot_after_gc(name))
+            except BaseException as exc:
+                future.set_exception(exc)
+
+        threading.Thread(target=work, name="opsconsole-aftergc", daemon=True).start()
+        try:
+            return _wait(future)
+        except (ReplInterrupt, KeyboardInterrupt):
+            print(f"stopped waiting; snapshot {name!r} is still taken after the next full collection")
+            raise
+
     def diff(self, base: str, other: str | None = None) -> HeapDiff:
-        """What grew between snapshot ``base`` and ``other`` (default: now) (dump worker)."""
+        """What grew between snapshot ``base`` and ``other`` (default: now). (*)"""
         return self._expensive("diff", lambda: self._diag.diff(base, other))
 
     def heap_stop(self) -> HeapStatus:
-        """Stop tracemalloc and free its traces (dump worker)."""
+        """Stop tracemalloc and free its traces. (*)"""
         return self._expensive("heap stop", self._diag.heap_stop)
 
     def profile(self, seconds: float = 5.0) -> Profile:
-        """Sample every host thread's stack for ``seconds`` and show where time goes (dump worker)."""
+        """Sample every host thread for ``seconds``: where does the time go. (*)"""
         return self._expensive("profile", lambda: self._diag.profile(seconds), expected_seconds=seconds)
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
-        """Run a coroutine on the app's event loop and return its result (``timeout`` seconds)."""
+        """Run a coroutine on the app's event loop; its result, or TimeoutError after ``timeout``."""
         if not inspect.iscoroutine(coro):
             raise TypeError(f"ops.run() takes a coroutine, e.g. ops.run(fetch(1)), not {type(coro).__name__}")
         loop = self._app_loop

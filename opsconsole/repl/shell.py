@@ -33,6 +33,7 @@ from opsconsole.repl.interrupt import Interrupter, ReplInterrupt
 from opsconsole.repl.profile import Profile
 from opsconsole.repl.profile import apply as apply_profile
 
+MAX_READ_FAILURES = 3
 SHELL_REFUSED = (
     "shell escapes (!...) are disabled in the opsconsole REPL: they would run on the server. "
     "Use subprocess explicitly if you really mean it."
@@ -91,11 +92,19 @@ class OpsRepl(PythonRepl):
         """Read-eval-print until Ctrl-D, ``exit()``, ``sys.exit()`` or a closed input."""
         self.app.output.set_title(self.terminal_title or "")
         self.app.output.flush()
+        failures = 0
         while not self._closing():
             try:
                 text = await self._read()
             except EOFError:
                 return
+            except Exception as exc:  # a broken completer or key binding: show it, keep going
+                failures += 1
+                if failures >= MAX_READ_FAILURES:
+                    raise  # the same failure again and again: end the session (status 1)
+                self._show_exception(exc)
+                continue
+            failures = 0
             if not await self._run_line(text) or self._closing():
                 return
 
@@ -188,7 +197,8 @@ class OpsRepl(PythonRepl):
         return True
 
     def _show_exception(self, error: BaseException) -> None:
-        # pdb.pm() and friends look here, as after an exception in the standard REPL
+        # pdb.pm() looks here, as after an error in the standard REPL. These are process-wide
+        # (the last error of any session) and keep that eval's frames alive until the next one.
         sys.last_type, sys.last_value, sys.last_traceback = type(error), error, error.__traceback__
         self._get_output_printer().display_exception(
             error, highlight=self.enable_syntax_highlighting, paginate=False

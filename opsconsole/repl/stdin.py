@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable
 
 _POLL = 0.1  # seconds; a waiting reader wakes this often so an async ReplInterrupt gets delivered
+MAX_PENDING = 8 * 1024 * 1024  # characters typed during one eval and not read; more is dropped
 
 
 class LineReader:
@@ -27,6 +28,7 @@ class LineReader:
         self._echo = echo
         self._cond = threading.Condition()
         self._pending: list[str] = []  # typed, not yet consumed
+        self._pending_size = 0
         self._waiting = 0
         self._interrupted = False
         self._closed = False
@@ -37,13 +39,17 @@ class LineReader:
 
     def put(self, text: str) -> None:
         with self._cond:
+            if self._pending_size + len(text) > MAX_PENDING:
+                return  # nobody reads, and a paste must not grow memory without bound
             self._pending.append(text)
+            self._pending_size += len(text)
             self._cond.notify_all()
 
     def interrupt(self) -> bool:
         """Ctrl-C: drop unread input; if a reader waits it raises KeyboardInterrupt. Returns that."""
         with self._cond:
             self._pending.clear()
+            self._pending_size = 0
             if not self._waiting:
                 return False
             self._interrupted = True
@@ -55,6 +61,7 @@ class LineReader:
         with self._cond:
             text = "".join(self._pending)
             self._pending.clear()
+            self._pending_size = 0
             self._escape = ""
             self._interrupted = False
             return text
@@ -92,6 +99,7 @@ class LineReader:
             return None
         text = "".join(self._pending)
         self._pending.clear()
+        self._pending_size = 0
         echo: list[str] = []
         result: str | None = None
         i = 0
@@ -105,6 +113,7 @@ class LineReader:
             self._after_cr = ch == "\r"
         if i < len(text):
             self._pending.append(text[i:])
+            self._pending_size = len(text) - i
         if echo:
             self._echo("".join(echo))
         return result

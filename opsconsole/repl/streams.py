@@ -129,6 +129,18 @@ class RoutedStream:
 
     # -- what kind of stream ---------------------------------------------------------------
 
+    @property
+    def buffer(self) -> Any:
+        """The binary face: in a session, bytes written are decoded (UTF-8) into the session."""
+        route = _route.get()
+        if route is None:
+            if self._fallback is None:
+                raise AttributeError("buffer")
+            return self._fallback.buffer
+        if self._name == "stdin":
+            raise AttributeError("a REPL session's stdin has no binary buffer")
+        return _BinaryWriter(route.stderr if self._name == "stderr" else route.stdout)
+
     def isatty(self) -> bool:
         if _route.get() is not None:
             return False
@@ -159,6 +171,20 @@ class RoutedStream:
 
     def __repr__(self) -> str:
         return f"<opsconsole routed {self._name} over {self._fallback!r}>"
+
+
+class _BinaryWriter:
+    """``sys.stdout.buffer`` in a session (click, for one, writes bytes there)."""
+
+    def __init__(self, writer: Writer) -> None:
+        self._writer = writer
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        self._writer.write(bytes(data).decode("utf-8", "replace"))
+        return len(data)
+
+    def flush(self) -> None:
+        self._writer.flush()
 
 
 def install() -> None:

@@ -22,13 +22,14 @@ import tornado.websocket
 
 from opsconsole import log
 from opsconsole.auth.principal import Role
-from opsconsole.errors import AuthError
+from opsconsole.errors import AuthError, OpsConsoleError
 from opsconsole.repl.session import ReplSession
 from opsconsole.transport.base import ApiError, SessionHandler
 
 _log = log.get("transport.terminal")
 SESSION_CHECK_MS = 250  # logout or expiry closes the terminal within a second
 MAX_ROWS, MAX_COLS = 500, 1000
+STALL_SECONDS = 5.0  # a client that takes no output for this long has stopped reading
 # Our limit, checked per message so the refusal is specific and audited. Tornado's own
 # websocket_max_message_size (HARD_MAX_MESSAGE) caps what it buffers before we see it.
 MAX_MESSAGE = 64 * 1024
@@ -83,7 +84,7 @@ class TerminalHandler(SessionHandler, tornado.websocket.WebSocketHandler):
         assert self.token is not None
         self.set_nodelay(True)
         self._loop = asyncio.get_running_loop()
-        self._lock = threading.Lock()
+        self._drained = threading.Condition()
         self._pending = 0  # output bytes handed to Tornado but not yet on the socket
         self._limit = self.svc.settings.ws_output_buffer
         self._closing = False
@@ -91,15 +92,19 @@ class TerminalHandler(SessionHandler, tornado.websocket.WebSocketHandler):
         self.session_id = secrets.token_hex(6)
         self._watch = tornado.ioloop.PeriodicCallback(self._check_session, SESSION_CHECK_MS)
         self._watch.start()
-        self.repl: ReplSession = self.svc.repl.open(
-            user=self.session.principal.user,
-            session_id=self.session_id,
-            door="websocket",
-            sink=self._sink,
-            on_close=self._repl_closed,
-            rows=_bounded(self.get_query_argument("rows", "24"), MAX_ROWS, 24),
-            cols=_bounded(self.get_query_argument("cols", "80"), MAX_COLS, 80),
-        )
+        try:
+            self.repl: ReplSession = self.svc.repl.open(
+                user=self.session.principal.user,
+                session_id=self.session_id,
+                door="websocket",
+                sink=self._sink,
+                on_close=self._repl_closed,
+                rows=_bounded(self.get_query_argument("rows", "24"), MAX_ROWS, 24),
+                cols=_bounded(self.get_query_argument("cols", "80"), MAX_COLS, 80),
+            )
+        except OpsConsoleError as exc:  # e.g. the session recording could not be created
+            _log.error("terminal session not opened: %s", exc)
+            self._drop(1011, "ws_session_failed", "the REPL session could not start")
 
     def on_message(self, message: str | bytes) -> None:
         if _size(message) > MAX_MESSAGE:
@@ -124,7 +129,7 @@ class TerminalHandler(SessionHandler, tornado.websocket.WebSocketHandler):
             self._drop(1003, "ws_malformed_frame", 'frames are ["stdin", text] or ["set_size", rows, cols]')
 
     def on_close(self) -> None:
-        self._closing = True
+        self._mark_closing()
         watch = getattr(self, "_watch", None)
         if watch is not None:
             watch.stop()
@@ -144,13 +149,17 @@ class TerminalHandler(SessionHandler, tornado.websocket.WebSocketHandler):
     # -- output: the session thread produces, the IO loop sends ------------------------------
 
     def _sink(self, text: str) -> None:
-        # runs on the REPL session thread
+        # runs on the REPL session thread. Backpressure: past the buffer limit the session
+        # waits for the client to catch up; a client that takes no output for STALL_SECONDS
+        # has stopped reading and is dropped, so memory stays bounded either way.
         size = len(text)
-        with self._lock:
-            if self._closing:
+        with self._drained:
+            over = self._pending > self._limit and not self._drained.wait_for(
+                lambda: self._closing or self._pending <= self._limit // 2, STALL_SECONDS
+            )
+            if self._is_closing():
                 return
             self._pending += size
-            over = self._pending > self._limit
         callback = self._overflow if over else lambda: self._send(text, size)
         with contextlib.suppress(RuntimeError):  # the console loop is gone: nothing to send to
             self._loop.call_soon_threadsafe(callback)
@@ -165,12 +174,13 @@ class TerminalHandler(SessionHandler, tornado.websocket.WebSocketHandler):
         future.add_done_callback(lambda _f: self._sent(size))
 
     def _sent(self, size: int) -> None:
-        with self._lock:
+        with self._drained:
             self._pending -= size
+            self._drained.notify_all()
 
     def _overflow(self) -> None:
         # A client that stops reading would make us buffer without bound: drop it.
-        self._drop(1008, "ws_slow_client", "output not read; buffer limit reached")
+        self._drop(1008, "ws_slow_client", f"output not read for {STALL_SECONDS:.0f} s")
 
     def _repl_closed(self, status: int) -> None:
         # runs on the REPL session thread (or the closing thread)
@@ -192,8 +202,19 @@ class TerminalHandler(SessionHandler, tornado.websocket.WebSocketHandler):
             return
         user = self.session.principal.user if self.session else ""
         self.auth.refuse(reason, source=self.source, user=user, session=self.session_id)
-        self._closing = True
+        self._mark_closing()
         self.close(code, message)
+
+    def _mark_closing(self) -> None:
+        # IO loop; a session thread waiting in _sink for the client gives up
+        self._closing = True
+        drained = getattr(self, "_drained", None)
+        if drained is not None:
+            with drained:
+                drained.notify_all()
+
+    def _is_closing(self) -> bool:
+        return self._closing
 
 
 class _Bucket:
