@@ -32,7 +32,9 @@ class Term:
             hdrs["Authorization"] = f"Bearer {token}"
         ws = url.replace("http://", "ws://", 1) + "/ops/terminal" + (f"?{query}" if query else "")
         request = tornado.httpclient.HTTPRequest(ws, headers=hdrs, connect_timeout=5, request_timeout=5)
-        return cls(await tornado.websocket.websocket_connect(request, max_message_size=64 * 1024 * 1024))
+        conn = await tornado.websocket.websocket_connect(request, max_message_size=64 * 1024 * 1024)
+        conn.stream.set_nodelay(True)  # as browsers do: keystrokes are tiny writes
+        return cls(conn)
 
     async def send(self, text: str) -> None:
         await self.conn.write_message(json.dumps(["stdin", text]))

@@ -69,6 +69,7 @@ async def session(url: str, token: str, stdin_fd: int, stdout_fd: int) -> tuple[
         ) from None
     except OSError as exc:
         raise ClientError(f"cannot reach {url}: {exc}") from None
+    conn.stream.set_nodelay(True)  # keystrokes are tiny writes: no Nagle delay
     loop = asyncio.get_running_loop()
     decoder = codecs.getincrementaldecoder("utf-8")("replace")
     done = asyncio.Event()
