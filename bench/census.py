@@ -19,15 +19,19 @@ import gc
 import io
 import statistics
 import sys
-import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import objgraph  # type: ignore[import-untyped]
 from pympler import tracker as pympler_tracker
 
 from opsconsole.diagnostics.census import GrowthTracker, census
 from opsconsole.diagnostics.refchain import Roots, refchain
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: the repo root
+
+from tests.ticker import Ticker
 
 
 class Order:
@@ -90,29 +94,10 @@ def busy_loop() -> None:
 
 def max_stall(fn: Callable[[], object]) -> tuple[float, float]:
     """(longest gap between a host thread's 1 ms ticks, seconds fn took) while fn runs here."""
-    stop = threading.Event()
-    gaps: list[float] = []
-
-    def tick() -> None:
-        last = time.perf_counter()
-        while not stop.is_set():
-            time.sleep(0.001)
-            now = time.perf_counter()
-            gaps.append(now - last)
-            last = now
-
     gc.collect()
-    ticker = threading.Thread(target=tick, name="host-ticker")
-    ticker.start()
-    time.sleep(0.05)
-    gaps.clear()
-    t0 = time.perf_counter()
-    fn()
-    took = time.perf_counter() - t0
-    time.sleep(0.01)
-    stop.set()
-    ticker.join()
-    return max(gaps), took
+    with Ticker() as ticker:
+        _, took, longest = ticker.measure(fn)
+    return longest, took
 
 
 def speed(label: str, seconds: float, versus: float | None = None, goal: float = 0) -> None:

@@ -29,8 +29,8 @@ import linecache
 import os
 import pickle
 import statistics
+import sys
 import tempfile
-import threading
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -40,6 +40,10 @@ from typing import Any, TypeVar
 from opsconsole.diagnostics import heapdiff
 from opsconsole.diagnostics.render import to_text
 from opsconsole.diagnostics.snapshots import SnapshotStore
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: the repo root
+
+from tests.ticker import Ticker
 
 T = TypeVar("T")
 FILES, FUNCS_PER_FILE, DEPTH = 8, 40, 6
@@ -51,38 +55,6 @@ TEMPLATES = (
     "keep.append([[k] for k in range(n)])",
     "keep.append({{k: None for k in range(n)}})",
 )
-
-
-class Ticker:
-    """A host thread that wants to run every 1 ms; records the longest gap in a window."""
-
-    def __init__(self) -> None:
-        self.longest = 0.0
-        self._stop = False
-        self._thread = threading.Thread(target=self._run, name="host-ticker", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        last = time.perf_counter()
-        while not self._stop:
-            time.sleep(0.001)
-            now = time.perf_counter()
-            self.longest = max(self.longest, now - last)
-            last = now
-
-    def measure(self, fn: Callable[[], T]) -> tuple[T, float, float]:
-        """Run fn; return its result, its duration and the longest tick gap meanwhile."""
-        time.sleep(0.005)  # let the ticker run once so the window starts clean
-        self.longest = 0.0
-        t0 = time.perf_counter()
-        result = fn()
-        elapsed = time.perf_counter() - t0
-        time.sleep(0.005)
-        return result, elapsed, self.longest
-
-    def stop(self) -> None:
-        self._stop = True
-        self._thread.join()
 
 
 def generate() -> list[Callable[[int, list[Any]], None]]:

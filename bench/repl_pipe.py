@@ -23,10 +23,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from opsconsole.repl.session import ReplSession
 
-ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|\x1b[()][A-Z0-9]|\x1b[=>78]")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: the repo root
+
+from tests.terminal_client import ANSI
+
 LINE = 40  # characters typed before the line is cleared with Ctrl-C, so the line stays short
 TIMEOUT = 10.0
 

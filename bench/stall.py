@@ -12,41 +12,17 @@ separately: no dump runs one implicitly.
 from __future__ import annotations
 
 import gc
+import sys
 import tempfile
-import threading
-import time
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
 from opsconsole.diagnostics.service import Diagnostics
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: the repo root
 
-class Ticker:
-    """A host thread that wants to run every 1 ms; records the longest gap."""
-
-    def __init__(self) -> None:
-        self.max_gap = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="host-ticker", daemon=True)
-
-    def _run(self) -> None:
-        last = time.perf_counter()
-        while not self._stop.is_set():
-            time.sleep(0.001)
-            now = time.perf_counter()
-            self.max_gap = max(self.max_gap, now - last)
-            last = now
-
-    def __enter__(self) -> Ticker:
-        self._thread.start()
-        time.sleep(0.05)
-        self.max_gap = 0.0
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+from tests.ticker import Ticker
 
 
 class Record:
@@ -64,12 +40,10 @@ def build_heap(n: int) -> list[object]:
 
 
 def measure(label: str, fn: Callable[[], object]) -> None:
-    with Ticker() as t:
-        t0 = time.perf_counter()
-        fn()
-        elapsed = time.perf_counter() - t0
-    verdict = "ok" if t.max_gap <= 0.050 else "OVER 50 ms"
-    print(f"{label:<34} {elapsed * 1e3:9.1f} ms   longest host stall {t.max_gap * 1e3:7.1f} ms  {verdict}")
+    with Ticker() as ticker:
+        _, elapsed, longest = ticker.measure(fn)
+    verdict = "ok" if longest <= 0.050 else "OVER 50 ms"
+    print(f"{label:<34} {elapsed * 1e3:9.1f} ms   longest host stall {longest * 1e3:7.1f} ms  {verdict}")
 
 
 def main() -> None:

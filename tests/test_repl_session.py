@@ -24,8 +24,8 @@ import pytest
 from opsconsole.errors import ConsoleError
 from opsconsole.repl.asciicast import CastRecorder
 from opsconsole.repl.session import ReplSession
+from tests.terminal_client import ANSI
 
-ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|\x1b[()][A-Z0-9]|\x1b[=>78]")
 PROMPT = r">>> ?$"
 PASTE_START, PASTE_END = "\x1b[200~", "\x1b[201~"
 
