@@ -62,10 +62,22 @@ class Settings:
     ws_rate_limit: int = 200
     # Terminal output not yet taken by a slow client, in bytes, before the client is dropped.
     ws_output_buffer: int = 4 * 1024 * 1024
+    # The SSH port for the OpenSSH client: off (None) unless set; 0 picks any free port.
+    ssh_port: int | None = None
+    # The SSH host key (ed25519); default <state_dir>/ssh_host_ed25519_key, made on first start.
+    ssh_host_key: Path | None = None
+    # Seconds an SSH connection may take to finish both factors before it is closed.
+    ssh_login_grace: float = 60.0
+    # SSH connections still authenticating at once; more are closed at accept().
+    ssh_max_unauthenticated: int = 10
 
     @property
     def tls(self) -> bool:
         return self.tls_cert is not None
+
+    @property
+    def ssh_host_key_path(self) -> Path:
+        return self.ssh_host_key if self.ssh_host_key is not None else self.state_dir / "ssh_host_ed25519_key"
 
     @property
     def audit_path(self) -> Path:
@@ -114,6 +126,9 @@ _LIMITS: dict[str, tuple[float, float]] = {
     "ws_ping_interval": (1, 3600),
     "ws_rate_limit": (1, 100000),
     "ws_output_buffer": (65536, 1 << 30),
+    "ssh_port": (0, 65535),
+    "ssh_login_grace": (1, 600),
+    "ssh_max_unauthenticated": (1, 10000),
 }
 
 

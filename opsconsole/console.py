@@ -33,6 +33,7 @@ from opsconsole.errors import ConsoleError
 from opsconsole.repl.factory import ReplFactory
 from opsconsole.transport.base import Services
 from opsconsole.transport.http import bind, make_app, serve
+from opsconsole.transport.ssh import SshServer
 
 _log = log.get("console")
 START_TIMEOUT = 10.0
@@ -61,6 +62,7 @@ class Console:
         self._stop_lock = threading.Lock()
         self.port = 0
         self.url = ""
+        self.ssh_port: int | None = None  # set by start() when the SSH port is on
         if app_loop is None:
             # Started inside a running loop: that is the app's loop; dumps show its tasks.
             with contextlib.suppress(RuntimeError):
@@ -82,6 +84,9 @@ class Console:
                 cast_dir=settings.state_dir / "casts",
                 profile="full" if settings.repl_profile == "full" else "lean",
             )
+            self.ssh: SshServer | None = None
+            if settings.ssh_port is not None:
+                self.ssh = SshServer(settings, auth=self.auth, repl=self.repl, record=self.audit.record)
         except BaseException:
             self.audit.close()
             raise
@@ -116,18 +121,30 @@ class Console:
         if self._thread is not None:
             raise ConsoleError("this console was already started")
         ssl_context = self.settings.ssl_context()
+        if self.ssh is not None:
+            try:
+                self.ssh_port = self.ssh.start()
+            except ConsoleError:
+                self.diagnostics.close()
+                self.audit.close()
+                raise
         self._thread = threading.Thread(target=self._run, args=(ssl_context,), name="opsconsole", daemon=True)
         self._thread.start()
         if not self._ready.wait(START_TIMEOUT):
             raise ConsoleError(f"console did not bind within {START_TIMEOUT:.0f}s")
         if self._error is not None:
+            if self.ssh is not None:
+                self.ssh.stop()
             self.diagnostics.close()
             self.audit.close()
             raise ConsoleError(
                 f"cannot listen on {self.settings.host}:{self.settings.port}: {self._error}"
             ) from self._error
-        self.audit.record("console.start", url=self.url, instance=self.instance_id, pid=os.getpid())
+        ssh = {} if self.ssh is None else {"ssh_port": self.ssh_port, "ssh_host_key": self.ssh.fingerprint}
+        self.audit.record("console.start", url=self.url, instance=self.instance_id, pid=os.getpid(), **ssh)
         _log.info("opsconsole listening on %s (instance %s)", self.url, self.instance_id)
+        if self.ssh is not None:
+            _log.info("opsconsole SSH on port %s, host key %s", self.ssh_port, self.ssh.fingerprint)
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -141,6 +158,8 @@ class Console:
                 self._loop.call_soon_threadsafe(self._stop_event.set)
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
+        if self.ssh is not None:
+            self.ssh.stop()
         self.repl.close_all()
         self.diagnostics.close()
         if self.url:

@@ -95,20 +95,67 @@ class Authenticator:
         return Login(token, info)
 
     def _first_factor(self, user: str, message: bytes, signature: str, source: str) -> AuthorizedKey:
+        sig = sshsig.parse_armored(signature)
+        entry = self._find_key(user, sig.public_key_blob, source)
+        sshsig.verify(sig, message, expected_blob=entry.blob)
+        return entry
+
+    def _find_key(self, user: str, blob: bytes, source: str) -> AuthorizedKey:
+        # The key's line, if it may log in as ``user`` from ``source`` now. Proves nothing yet:
+        # only a verified signature by this key makes it a factor.
         try:
             operators = self._operators.current()
         except ConfigError as exc:
             raise AuthError("operators_unavailable", str(exc)) from None
-        sig = sshsig.parse_armored(signature)
-        entry = operators.keys.find(user, sig.public_key_blob)
+        entry = operators.keys.find(user, blob)
         if entry is None:
             raise AuthError("key_not_listed", f"{user!r} has no such key")
         if entry.expired(self.clock()):
             raise AuthError("key_expired", entry.fingerprint)
         if not entry.allows_source(source):
             raise AuthError("source_not_allowed", f"{source} not in from= of {entry.fingerprint}")
-        sshsig.verify(sig, message, expected_blob=entry.blob)
         return entry
+
+    # -- the SSH door: one call per protocol step ----------------------------------------------
+    # SSH proves the key inside the protocol (a signature over the session id), then asks for
+    # the code in a second request; the same rules and records as ``login`` apply to each step.
+
+    def listed_key(self, user: str, blob: bytes, *, source: str) -> AuthorizedKey:
+        """The publickey step, before any signature is checked; raises AuthError (audited)."""
+        try:
+            return self._find_key(user[:64], blob, source)
+        except AuthError as exc:
+            self._fail(user, source, exc)
+            raise
+
+    def key_proven(self, entry: AuthorizedKey, *, source: str, door: str) -> None:
+        """Record the first factor: the caller verified a signature by ``entry``'s key."""
+        self._record("auth.factor", user=entry.user, key=entry.fingerprint, source=source, door=door)
+
+    def second_factor(self, entry: AuthorizedKey, totp: str, *, source: str, door: str) -> Principal:
+        """The TOTP step after a proven key: same single-use steps and lockout as ``login``."""
+        user = entry.user
+        keys = (f"user:{user}", f"source:{source}")
+        try:
+            engaged = self._lockout.begin(keys)
+        except AuthError as exc:
+            self._fail(user, source, exc)
+            raise
+        try:
+            if not isinstance(totp, str) or not totp or len(totp) > MAX_FIELD:
+                raise AuthError("malformed_request")
+            self._totp.verify(self._operators.current().secrets, user, totp)
+        except (AuthError, ConfigError) as exc:
+            error = exc if isinstance(exc, AuthError) else AuthError("operators_unavailable", str(exc))
+            self._fail(user, source, error)
+            if engaged:
+                self._record("auth.lockout", user=user, source=source)
+            raise error from None
+        self._lockout.succeeded(keys)
+        self._record(
+            "auth.login", user=user, role=entry.role, source=source, key=entry.fingerprint, door=door
+        )
+        return Principal(user, entry.role, entry.fingerprint)
 
     def _fail(self, user: str, source: str, exc: AuthError) -> None:
         self._record("auth.failure", user=user[:64], source=source, reason=exc.reason, detail=exc.detail)

@@ -53,6 +53,12 @@ class _Rejected(Exception):
     """A line is unusable; the message is the reason that gets logged."""
 
 
+def fingerprint_of(blob: bytes) -> str:
+    """``SHA256:...`` of a public key blob, exactly as ``ssh-keygen -l`` prints it."""
+    digest = hashlib.sha256(blob).digest()
+    return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")
+
+
 @dataclass(frozen=True, slots=True)
 class AuthorizedKey:
     """One accepted line of the keys file."""
@@ -68,9 +74,7 @@ class AuthorizedKey:
 
     @property
     def fingerprint(self) -> str:
-        """``SHA256:...`` exactly as ``ssh-keygen -l`` prints it."""
-        digest = hashlib.sha256(self.blob).digest()
-        return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")
+        return fingerprint_of(self.blob)
 
     def allows_source(self, addr: str) -> bool:
         if not self.from_networks:

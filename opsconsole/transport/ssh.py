@@ -1,0 +1,228 @@
+"""The SSH port: a listening socket, an accept thread, one paramiko Transport per connection.
+
+Off unless ``ssh_port`` is set. What a connection may do is ``ssh_policy``; what a shell is,
+``ssh_shell``. This module owns the socket-level limits: TCP_NODELAY on every accepted
+socket (keystrokes are tiny writes), a cap on connections still authenticating (checked at
+accept, before any crypto is spent), a login grace timer, and the algorithm allow-lists.
+
+Threads: ``opsconsole-ssh`` accepts; each connection's paramiko Transport runs on its own
+``opsconsole-ssh-<id>`` thread; a grace timer thread per unauthenticated connection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import socket
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import paramiko
+
+from opsconsole import log
+from opsconsole.auth.authenticator import Authenticator
+from opsconsole.auth.principal import Principal
+from opsconsole.config import Settings
+from opsconsole.errors import ConsoleError
+from opsconsole.repl.factory import ReplFactory
+from opsconsole.transport import ssh_hostkey
+from opsconsole.transport.ssh_policy import ConnectionPolicy
+from opsconsole.transport.ssh_shell import ShellChannel
+
+_log = log.get("transport.ssh")
+BACKLOG = 64
+
+# Allow-lists, applied as paramiko's disabled_algorithms so an older or newer paramiko
+# cannot widen them: no SHA-1 anywhere (no ssh-rsa signatures, no sha1 kex or MACs), no CBC.
+ALLOWED: dict[str, frozenset[str]] = {
+    "kex": frozenset(
+        {
+            "mlkem768x25519-sha256",
+            "curve25519-sha256@libssh.org",
+            "curve25519-sha256",
+            "ecdh-sha2-nistp256",
+            "ecdh-sha2-nistp384",
+            "ecdh-sha2-nistp521",
+            "diffie-hellman-group16-sha512",
+            "diffie-hellman-group-exchange-sha256",
+            "diffie-hellman-group14-sha256",
+        }
+    ),
+    "ciphers": frozenset(
+        {"aes128-ctr", "aes192-ctr", "aes256-ctr", "aes128-gcm@openssh.com", "aes256-gcm@openssh.com"}
+    ),
+    "macs": frozenset(
+        {"hmac-sha2-256", "hmac-sha2-512", "hmac-sha2-256-etm@openssh.com", "hmac-sha2-512-etm@openssh.com"}
+    ),
+    "keys": frozenset({"ssh-ed25519"}),  # our host key
+    "pubkeys": frozenset(
+        {
+            "ssh-ed25519",
+            "ecdsa-sha2-nistp256",
+            "ecdsa-sha2-nistp384",
+            "ecdsa-sha2-nistp521",
+            "rsa-sha2-256",
+            "rsa-sha2-512",
+        }
+    ),
+}
+
+
+def disabled_algorithms() -> dict[str, list[str]]:
+    # paramiko's own preference lists, minus everything not allowed here
+    return {
+        kind: [a for a in getattr(paramiko.Transport, f"_preferred_{kind}") if a not in allowed]
+        for kind, allowed in ALLOWED.items()
+    }
+
+
+class _Transport(paramiko.Transport):
+    """A Transport that audits what paramiko refuses before authentication."""
+
+    refused: Any = None  # set per connection: called with (reason, **fields)
+
+    def _ensure_authed(self, ptype: int, message: paramiko.Message) -> paramiko.Message | None:
+        # paramiko answers channel opens and global requests before authentication with a
+        # refusal on its own; we only add the audit event.
+        reply: paramiko.Message | None = super()._ensure_authed(ptype, message)  # type: ignore[misc]
+        if reply is not None and self.refused is not None:
+            self.refused("ssh_channel_before_auth", message_type=ptype)
+        return reply
+
+
+class SshServer:
+    """The console's SSH listener. ``start``/``stop`` run on the thread that starts the console."""
+
+    def __init__(
+        self, settings: Settings, *, auth: Authenticator, repl: ReplFactory, record: Callable[..., None]
+    ) -> None:
+        self._settings = settings
+        self._auth = auth
+        self._repl = repl
+        self._record = record
+        # A bad or exposed key file raises here, in the caller, like every other file.
+        self.host_key = ssh_hostkey.load_or_create(settings.ssh_host_key_path)
+        self.fingerprint = ssh_hostkey.fingerprint(self.host_key)
+        self.port = 0
+        self._listener: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._transports: list[paramiko.Transport] = []
+        self._stopping = False
+
+    def start(self) -> int:
+        host, port = self._settings.host, self._settings.ssh_port or 0
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind((host, port))
+            listener.listen(BACKLOG)
+        except OSError as exc:
+            listener.close()
+            raise ConsoleError(f"cannot listen for SSH on {host}:{port}: {exc.strerror}") from exc
+        self._listener = listener
+        self.port = listener.getsockname()[1]
+        self._thread = threading.Thread(target=self._accept_loop, name="opsconsole-ssh", daemon=True)
+        self._thread.start()
+        return self.port
+
+    def stop(self, timeout: float = 3.0) -> None:
+        with self._lock:
+            self._stopping = True
+            transports, self._transports = list(self._transports), []
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)  # wakes accept() on Linux
+            listener.close()
+        for transport in transports:
+            transport.close()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    # -- the accept thread --------------------------------------------------------------------
+
+    def _accept_loop(self) -> None:
+        listener = self._listener
+        assert listener is not None
+        while True:
+            try:
+                sock, addr = listener.accept()
+            except OSError:
+                return  # the listener was closed: the console is stopping
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            source = str(addr[0])
+            with self._lock:
+                self._transports = [t for t in self._transports if t.is_active()]
+                pending = sum(1 for t in self._transports if not t.is_authenticated())
+                full = self._stopping or pending >= self._settings.ssh_max_unauthenticated
+            if full:
+                # Not audited: a flood would fill the log. Logged, and the socket is gone at once.
+                _log.warning("SSH connection from %s closed: %d still authenticating", source, pending)
+                sock.close()
+                continue
+            try:
+                self._serve(sock, source)
+            except Exception:
+                _log.exception("SSH connection from %s failed to start", source)
+                sock.close()
+
+    def _serve(self, sock: socket.socket, source: str) -> None:
+        connection_id = secrets.token_hex(6)
+        transport = _Transport(sock, disabled_algorithms=disabled_algorithms(), strict_kex=True)
+        transport.name = f"opsconsole-ssh-{connection_id}"
+        transport.add_server_key(self.host_key)
+        transport.set_keepalive(30)
+
+        def refuse(reason: str, **fields: object) -> None:
+            user = str(fields.pop("user", ""))
+            self._auth.refuse(reason, source=source, user=user, connection=connection_id, **fields)
+
+        transport.refused = refuse
+        grace = threading.Timer(self._settings.ssh_login_grace, self._grace_over, (transport, refuse))
+        grace.name = f"opsconsole-ssh-grace-{connection_id}"
+        grace.daemon = True
+        shells: dict[int, ShellChannel] = {}
+
+        def on_login(principal: Principal) -> None:
+            grace.cancel()
+
+        def open_shell(channel: paramiko.Channel, principal: Principal, rows: int, cols: int) -> None:
+            shell = ShellChannel(
+                channel,
+                principal=principal,
+                session_id=connection_id,
+                repl=self._repl,
+                record=self._record,
+                refuse=refuse,
+            )
+            shells[channel.get_id()] = shell
+            shell.start(rows, cols)
+
+        def resize_shell(channel: paramiko.Channel, rows: int, cols: int) -> None:
+            shell = shells.get(channel.get_id())
+            if shell is not None:
+                shell.resize(rows, cols)
+
+        policy = ConnectionPolicy(
+            auth=self._auth,
+            source=source,
+            connection_id=connection_id,
+            disconnect=transport.close,
+            on_login=on_login,
+            open_shell=open_shell,
+            resize_shell=resize_shell,
+        )
+        with self._lock:
+            self._transports.append(transport)
+        grace.start()
+        # With an event, start_server returns at once; the handshake runs on the transport thread.
+        transport.start_server(event=threading.Event(), server=policy)
+
+    def _grace_over(self, transport: paramiko.Transport, refuse: Any) -> None:
+        # the grace timer's thread
+        if transport.is_active() and not transport.is_authenticated():
+            refuse("ssh_login_grace_expired", seconds=self._settings.ssh_login_grace)
+            transport.close()

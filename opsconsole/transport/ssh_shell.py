@@ -1,0 +1,148 @@
+"""The SSH shell channel ↔ one REPL session: the same ReplSession the websocket drives.
+
+Threads: a reader thread per channel (``opsconsole-ssh-read-<id>``) turns channel bytes into
+``feed`` calls; the REPL session thread writes output with ``sendall``, which blocks while the
+client's window is full — that is the backpressure, and it only ever blocks the session's own
+thread. A client that takes no output for ``STALL_SECONDS`` has stopped reading: its
+channel is closed, as the websocket drops a stalled client.
+
+The REPL already emits ``\\r\\n`` line ends (xterm.js needs them too), so bytes go out as they are.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import threading
+from collections.abc import Callable
+
+import paramiko
+
+from opsconsole import log
+from opsconsole.auth.principal import Principal
+from opsconsole.errors import OpsConsoleError
+from opsconsole.repl.factory import ReplFactory
+from opsconsole.repl.session import ReplSession
+
+_log = log.get("transport.ssh")
+STALL_SECONDS = 5.0
+READ_SIZE = 32 * 1024
+MAX_ROWS, MAX_COLS = 500, 1000
+VIEWER_REFUSAL = "opsconsole: {user} has the viewer role; the REPL needs the operator role.\r\n"
+
+
+def clamp_size(rows: int, cols: int) -> tuple[int, int]:
+    # A pty request may say 0×0 (no size known) or something absurd.
+    return (max(1, min(rows or 24, MAX_ROWS)), max(1, min(cols or 80, MAX_COLS)))
+
+
+class ShellChannel:
+    """One operator's shell over SSH. ``start`` runs on the transport thread and returns at once."""
+
+    def __init__(
+        self,
+        channel: paramiko.Channel,
+        *,
+        principal: Principal,
+        session_id: str,
+        repl: ReplFactory,
+        record: Callable[..., None],
+        refuse: Callable[..., None],
+    ) -> None:
+        self._channel = channel
+        self._principal = principal
+        self._session_id = session_id
+        self._repl_factory = repl
+        self._record = record
+        self._refuse = refuse
+        self._session: ReplSession | None = None
+        self._closed = threading.Event()
+
+    def start(self, rows: int, cols: int) -> None:
+        # The shell request's reply goes out after this returns, so nothing is sent from here:
+        # the reader thread does the rest.
+        thread = threading.Thread(
+            target=self._run,
+            args=clamp_size(rows, cols),
+            name=f"opsconsole-ssh-read-{self._session_id}",
+            daemon=True,
+        )
+        thread.start()
+
+    def resize(self, rows: int, cols: int) -> None:
+        # the transport thread
+        session = self._session
+        if session is not None:
+            session.resize(*clamp_size(rows, cols))
+
+    # -- the reader thread ----------------------------------------------------------------------
+
+    def _run(self, rows: int, cols: int) -> None:
+        user = self._principal.user
+        self._channel.settimeout(STALL_SECONDS)
+        if not self._principal.has("operator"):
+            self._refuse("ssh_viewer_shell", user=user, session=self._session_id)
+            self._send(VIEWER_REFUSAL.format(user=user).encode())
+            self._finish(1)
+            return
+        try:
+            self._session = self._repl_factory.open(
+                user=user,
+                session_id=self._session_id,
+                door="ssh",
+                sink=self._sink,
+                on_close=self._finish,
+                rows=rows,
+                cols=cols,
+            )
+        except OpsConsoleError as exc:  # e.g. the session recording could not be created
+            _log.error("SSH shell for %s not opened: %s", user, exc)
+            self._refuse("ssh_session_failed", user=user, session=self._session_id)
+            self._send(b"opsconsole: the REPL session could not start.\r\n")
+            self._finish(1)
+            return
+        self._pump(self._session)
+
+    def _pump(self, session: ReplSession) -> None:
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        while not self._closed.is_set():
+            try:
+                data = self._channel.recv(READ_SIZE)
+            except TimeoutError:
+                continue  # the timeout is for sends; an operator may think for a while
+            except OSError:
+                data = b""
+            if not data:  # the client went away: end the session
+                break
+            session.feed(decoder.decode(data))
+        session.close()
+
+    # -- the REPL session thread ------------------------------------------------------------------
+
+    def _sink(self, text: str) -> None:
+        self._send(text.encode("utf-8", "replace"))
+
+    def _send(self, data: bytes) -> None:
+        if self._closed.is_set():
+            return
+        try:
+            self._channel.sendall(data)
+        except TimeoutError:
+            self._refuse("ssh_slow_client", user=self._principal.user, session=self._session_id)
+            self._close_channel()
+        except OSError:
+            self._close_channel()  # the connection is gone; the reader thread ends the session
+
+    def _finish(self, status: int) -> None:
+        # the REPL session thread (or the reader thread when no session started): the REPL ended
+        if self._session is not None:
+            self._record("repl.close", user=self._principal.user, session=self._session_id, status=status)
+        if not self._closed.is_set():
+            with contextlib.suppress(OSError, EOFError):
+                self._channel.send_exit_status(status)
+        self._close_channel()
+
+    def _close_channel(self) -> None:
+        self._closed.set()
+        with contextlib.suppress(OSError, EOFError):
+            self._channel.close()

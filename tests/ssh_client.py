@@ -1,0 +1,160 @@
+"""Test clients for the SSH port: the real OpenSSH ``ssh``/``sftp`` in a pseudo-terminal, and a
+paramiko client for the attacks OpenSSH will not make (forged signatures, steps out of order)."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import select
+import shutil
+import struct
+import subprocess
+import termios
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import paramiko
+import pytest
+
+from opsconsole.console import Console
+from tests.terminal_client import clean
+
+PROMPT = r">>>"
+
+
+def require_openssh() -> None:
+    """OpenSSH's client is the acceptance test's subject: skip loudly on a laptop, fail in CI."""
+    missing = [tool for tool in ("ssh", "sftp", "setsid") if shutil.which(tool) is None]
+    if missing:
+        message = f"OpenSSH client tools missing: {', '.join(missing)} (apt-get install openssh-client)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def known_hosts(console: Console, directory: Path) -> Path:
+    """A known_hosts file pinning the console's host key, so strict checking can stay on."""
+    assert console.ssh is not None
+    path = directory / "known_hosts"
+    path.write_text(f"[127.0.0.1]:{console.ssh_port} ssh-ed25519 {console.ssh.host_key.get_base64()}\n")
+    return path
+
+
+def ssh_options(console: Console, key: Path, hosts: Path) -> list[str]:
+    return [
+        "-F",
+        "/dev/null",
+        "-i",
+        str(key),
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "IdentityAgent=none",
+        "-o",
+        f"UserKnownHostsFile={hosts}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "BatchMode=no",
+        "-o",
+        "ConnectTimeout=10",
+    ]
+
+
+class PtyClient:
+    """An OpenSSH program with a real controlling terminal (``setsid -c``), as a person runs it."""
+
+    def __init__(self, argv: list[str], rows: int = 30, cols: int = 100) -> None:
+        self.master, slave = os.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        # ssh reads the TOTP prompt's answer from /dev/tty, so the pty must be its controlling tty.
+        self.proc = subprocess.Popen(
+            ["setsid", "-w", "-c", *argv], stdin=slave, stdout=slave, stderr=slave, close_fds=True
+        )
+        os.close(slave)
+        self.seen = bytearray()
+
+    @property
+    def text(self) -> str:
+        return clean(self.seen.decode("utf-8", "replace"))
+
+    def expect(self, pattern: str, timeout: float = 15.0, *, start: int = 0) -> None:
+        deadline = time.monotonic() + timeout
+        while not re.search(pattern, self.text[start:], re.MULTILINE):
+            left = deadline - time.monotonic()
+            assert left > 0, f"{pattern!r} not seen; got:\n{self.text[-1500:]}"
+            if not self._read(left):
+                assert re.search(pattern, self.text[start:], re.MULTILINE), (
+                    f"{pattern!r} not seen before the end; got:\n{self.text[-1500:]}"
+                )
+                return
+
+    def _read(self, timeout: float) -> bool:
+        ready, _, _ = select.select([self.master], [], [], timeout)
+        if ready:
+            try:
+                data = os.read(self.master, 65536)
+            except OSError:
+                return False  # EIO: the program has exited
+            if not data:
+                return False
+            self.seen += data
+        return True
+
+    def send(self, text: str) -> None:
+        os.write(self.master, text.encode())
+
+    def run(self, line: str, pattern: str) -> None:
+        start = len(self.text)
+        self.send(line + "\r")
+        self.expect(pattern, start=start)
+
+    def resize(self, rows: int, cols: int) -> None:
+        # The kernel sends SIGWINCH to ssh, which sends window-change to the server.
+        fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+    def wait(self, timeout: float = 15.0) -> int:
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            self._read(0.1)
+        return self.proc.wait(max(0.1, deadline - time.monotonic()))
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        os.close(self.master)
+
+
+def paramiko_client(console: Console) -> paramiko.Transport:
+    """A connected, key-exchanged paramiko client transport that checks the host key."""
+    assert console.ssh is not None and console.ssh_port is not None
+    transport = paramiko.Transport(("127.0.0.1", console.ssh_port))
+    transport.start_client(timeout=10)
+    assert transport.get_remote_server_key() == console.ssh.host_key
+    return transport
+
+
+def totp_answer(code: str) -> Callable[[str, str, list[tuple[str, bool]]], list[str]]:
+    def handler(title: str, instructions: str, prompts: list[tuple[str, bool]]) -> list[str]:
+        return [code for _ in prompts]
+
+    return handler
+
+
+class Impostor(paramiko.PKey):
+    """Presents one key's public half and signs with another private key: the MFA-bypass probe."""
+
+    def __init__(self, shown: paramiko.PKey, signer: paramiko.PKey) -> None:
+        self._shown, self._signer = shown, signer
+
+    def asbytes(self) -> bytes:
+        return self._shown.asbytes()
+
+    def get_name(self) -> str:
+        return self._shown.get_name()
+
+    def sign_ssh_data(self, data: bytes, algorithm: str | None = None) -> paramiko.Message:
+        return self._signer.sign_ssh_data(data, algorithm)

@@ -1,0 +1,254 @@
+"""Attacks on the SSH port's authentication, made with a paramiko client: the steps OpenSSH
+would never take in this order, forged signatures, floods and idlers. Each refusal must leave
+an audit event, and none may end authenticated."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import paramiko
+import pytest
+
+from opsconsole.console import Console
+from opsconsole.errors import InsecureFileError
+from opsconsole.transport import ssh_hostkey
+from tests.conftest import console_settings
+from tests.ssh_client import Impostor, paramiko_client, totp_answer
+from tests.support import FakeClock, Operator, audit_events
+
+
+def _start(tmp_path: Path, keys_dir: Path, clock: FakeClock, **over: Any) -> Console:
+    return Console(console_settings(tmp_path, keys_dir, ssh_port=0, **over), clock=clock).start()
+
+
+@pytest.fixture
+def ssh_console(tmp_path: Path, keys_dir: Path, clock: FakeClock) -> Iterator[Console]:
+    c = _start(tmp_path, keys_dir, clock)
+    yield c
+    c.stop()
+
+
+def _key(op: Operator) -> paramiko.PKey:
+    return paramiko.PKey.from_path(op.key)
+
+
+def _events(console: Console, name: str) -> list[dict[str, Any]]:
+    return [e for e in audit_events(console.settings.audit_path) if e["event"] == name]
+
+
+def _reasons(console: Console) -> list[str]:
+    return [str(e["fields"].get("reason")) for e in audit_events(console.settings.audit_path)]
+
+
+def _both_factors(transport: paramiko.Transport, op: Operator, code: str) -> None:
+    # the order OpenSSH uses: publickey (partial success), then keyboard-interactive
+    # paramiko returns the methods left after a partial success
+    assert transport.auth_publickey(op.user, _key(op)) == ["keyboard-interactive"]
+    transport.auth_interactive(op.user, totp_answer(code))
+
+
+def test_off_by_default(tmp_path: Path, keys_dir: Path, clock: FakeClock) -> None:
+    c = Console(console_settings(tmp_path, keys_dir), clock=clock).start()
+    try:
+        assert c.ssh is None and c.ssh_port is None
+        assert not c.settings.ssh_host_key_path.exists()
+    finally:
+        c.stop()
+
+
+def test_two_factors_in_order_log_in(
+    ssh_console: Console, operators: dict[str, Operator], clock: FakeClock
+) -> None:
+    transport = paramiko_client(ssh_console)
+    try:
+        with pytest.raises(paramiko.BadAuthenticationType) as info:
+            transport.auth_interactive("alice", totp_answer("000000"))
+        assert info.value.allowed_types == ["publickey"]  # only publickey before the key
+        _both_factors(transport, operators["alice"], operators["alice"].code(clock()))
+        assert transport.is_authenticated()
+    finally:
+        transport.close()
+    assert _events(ssh_console, "auth.login")[0]["fields"]["door"] == "ssh"
+
+
+def test_public_key_with_a_foreign_signature_is_not_a_factor(
+    ssh_console: Console, operators: dict[str, Operator], keypairs: dict[str, Path], clock: FakeClock
+) -> None:
+    """The paramiko MFA bypass: the listed public key, signed by another private key, plus a
+    valid code must not get in — the first factor counts only after the signature verified."""
+    alice = operators["alice"]
+    forged = Impostor(shown=_key(alice), signer=paramiko.PKey.from_path(keypairs["stranger"]))
+    transport = paramiko_client(ssh_console)
+    try:
+        with pytest.raises(paramiko.AuthenticationException):
+            transport.auth_publickey("alice", forged)
+        with pytest.raises(paramiko.AuthenticationException):
+            transport.auth_interactive("alice", totp_answer(alice.code(clock())))
+        assert not transport.is_authenticated()
+    finally:
+        transport.close()
+    assert "ssh_bad_signature" in _reasons(ssh_console)
+    assert "ssh_keyboard_interactive_before_publickey" in _reasons(ssh_console)
+    assert not _events(ssh_console, "auth.factor") and not _events(ssh_console, "auth.login")
+
+
+def test_keyboard_interactive_before_publickey_is_refused(
+    ssh_console: Console, operators: dict[str, Operator], clock: FakeClock
+) -> None:
+    transport = paramiko_client(ssh_console)
+    try:
+        with pytest.raises(paramiko.AuthenticationException):
+            transport.auth_interactive("alice", totp_answer(operators["alice"].code(clock())))
+        assert not transport.is_authenticated()
+    finally:
+        transport.close()
+    assert "ssh_keyboard_interactive_before_publickey" in _reasons(ssh_console)
+
+
+def test_a_code_replayed_on_a_second_connection_is_refused(
+    ssh_console: Console, operators: dict[str, Operator], clock: FakeClock
+) -> None:
+    alice = operators["alice"]
+    code = alice.code(clock())
+    first = paramiko_client(ssh_console)
+    second = paramiko_client(ssh_console)
+    try:
+        _both_factors(first, alice, code)
+        assert first.is_authenticated()
+        with pytest.raises(paramiko.AuthenticationException):
+            _both_factors(second, alice, code)
+        assert not second.is_authenticated()
+    finally:
+        first.close()
+        second.close()
+    assert "totp_replay" in _reasons(ssh_console)
+
+
+def test_the_seventh_attempt_disconnects(
+    ssh_console: Console, operators: dict[str, Operator], keypairs: dict[str, Path], clock: FakeClock
+) -> None:
+    stranger = paramiko.PKey.from_path(keypairs["stranger"])
+    transport = paramiko_client(ssh_console)
+    try:
+        for _ in range(6):
+            with pytest.raises(paramiko.AuthenticationException):
+                transport.auth_publickey("alice", stranger)
+        assert transport.is_active()
+        # the 7th request — even with the right key — is refused and the connection closed
+        with pytest.raises((paramiko.AuthenticationException, paramiko.SSHException, EOFError)):
+            transport.auth_publickey("alice", _key(operators["alice"]))
+        deadline = time.monotonic() + 5
+        while transport.is_active() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not transport.is_active() and not transport.is_authenticated()
+    finally:
+        transport.close()
+    assert _reasons(ssh_console).count("key_not_listed") == 6
+    assert "ssh_too_many_attempts" in _reasons(ssh_console)
+    assert not _events(ssh_console, "auth.factor")
+
+
+def test_a_channel_before_authentication_is_refused(ssh_console: Console) -> None:
+    transport = paramiko_client(ssh_console)
+    try:
+        with pytest.raises(paramiko.ChannelException):
+            transport.open_session(timeout=5)
+    finally:
+        transport.close()
+    assert "ssh_channel_before_auth" in _reasons(ssh_console)
+
+
+def test_an_idle_connection_is_closed_after_the_grace_time(
+    tmp_path: Path, keys_dir: Path, clock: FakeClock
+) -> None:
+    console = _start(tmp_path, keys_dir, clock, ssh_login_grace=1)
+    try:
+        transport = paramiko_client(console)
+        deadline = time.monotonic() + 5
+        while transport.is_active() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not transport.is_active()
+        transport.close()
+        assert "ssh_login_grace_expired" in _reasons(console)
+    finally:
+        console.stop()
+
+
+def test_unauthenticated_connections_are_capped_at_accept(
+    tmp_path: Path, keys_dir: Path, clock: FakeClock
+) -> None:
+    console = _start(tmp_path, keys_dir, clock, ssh_max_unauthenticated=2)
+    assert console.ssh_port is not None
+    held = [paramiko_client(console), paramiko_client(console)]
+    try:
+        with socket.create_connection(("127.0.0.1", console.ssh_port), timeout=5) as extra:
+            # closed before the server even sends its version banner
+            assert extra.recv(100) == b""
+        for t in held:
+            t.close()
+        deadline = time.monotonic() + 5
+        while True:  # once those are gone, a new connection is served again
+            with socket.create_connection(("127.0.0.1", console.ssh_port), timeout=5) as again:
+                if again.recv(100).startswith(b"SSH-2.0-"):
+                    break
+            assert time.monotonic() < deadline, "the cap never freed"
+            time.sleep(0.05)
+    finally:
+        for t in held:
+            t.close()
+        console.stop()
+
+
+def test_sha1_rsa_signatures_are_refused(
+    ssh_console: Console, operators: dict[str, Operator], clock: FakeClock
+) -> None:
+    carol = operators["carol"]
+    old = paramiko.Transport(
+        ("127.0.0.1", ssh_console.ssh_port or 0),
+        disabled_algorithms={"pubkeys": ["rsa-sha2-256", "rsa-sha2-512"]},
+    )
+    try:
+        old.start_client(timeout=10)
+        with pytest.raises((paramiko.AuthenticationException, paramiko.SSHException, EOFError)):
+            old.auth_publickey("carol", _key(carol))  # would sign as ssh-rsa (SHA-1)
+        assert not old.is_authenticated()
+    finally:
+        old.close()
+    modern = paramiko_client(ssh_console)
+    try:
+        _both_factors(modern, carol, carol.code(clock()))  # rsa-sha2-* is fine
+        assert modern.is_authenticated()
+    finally:
+        modern.close()
+
+
+def test_host_key_is_private_from_creation_and_stable(
+    tmp_path: Path, keys_dir: Path, clock: FakeClock
+) -> None:
+    first = _start(tmp_path, keys_dir, clock)
+    assert first.ssh is not None
+    fingerprint = first.ssh.fingerprint
+    first.stop()
+    path = first.settings.ssh_host_key_path
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    assert fingerprint == ssh_hostkey.fingerprint(ssh_hostkey.load_or_create(path))
+    again = _start(tmp_path, keys_dir, clock)
+    try:
+        assert again.ssh is not None and again.ssh.fingerprint == fingerprint
+    finally:
+        again.stop()
+    start = [e for e in _events(again, "console.start") if "ssh_host_key" in e["fields"]]
+    assert start[-1]["fields"]["ssh_host_key"] == fingerprint
+
+
+def test_a_readable_host_key_is_refused(tmp_path: Path, keys_dir: Path, clock: FakeClock) -> None:
+    path = tmp_path / "hostkey"
+    ssh_hostkey.load_or_create(path)
+    path.chmod(0o644)
+    with pytest.raises(InsecureFileError, match="chmod 600"):
+        _start(tmp_path, keys_dir, clock, ssh_host_key=path)

@@ -1,0 +1,168 @@
+"""The SSH port against the real OpenSSH client, driven through a pseudo-terminal.
+
+Each login answers the TOTP prompt with the code of the console's (fake) clock; the clock
+moves a step between logins because a step is accepted once per user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from opsconsole.console import Console
+from tests.conftest import console_settings
+from tests.ssh_client import PROMPT, PtyClient, known_hosts, require_openssh, ssh_options
+from tests.support import FakeClock, Operator, audit_events
+
+
+@pytest.fixture
+def ssh_console(tmp_path: Path, keys_dir: Path, clock: FakeClock) -> Iterator[Console]:
+    require_openssh()
+    c = Console(console_settings(tmp_path, keys_dir, ssh_port=0), clock=clock).start()
+    yield c
+    c.stop()
+
+
+def _ssh(console: Console, op: Operator, tmp_path: Path, *extra: str, command: str = "") -> PtyClient:
+    options = ssh_options(console, op.key, known_hosts(console, tmp_path))
+    argv = ["ssh", *options, "-p", str(console.ssh_port), *extra, f"{op.user}@127.0.0.1"]
+    return PtyClient(argv + ([command] if command else []))
+
+
+def _log_in(client: PtyClient, op: Operator, clock: FakeClock) -> None:
+    client.expect(r"TOTP code: ")
+    client.send(op.code(clock()) + "\n")
+
+
+def _reasons(console: Console) -> list[str]:
+    return [str(e["fields"].get("reason")) for e in audit_events(console.settings.audit_path)]
+
+
+def test_openssh_key_then_totp_then_repl(
+    ssh_console: Console, operators: dict[str, Operator], clock: FakeClock, tmp_path: Path
+) -> None:
+    alice = operators["alice"]
+    client = _ssh(ssh_console, alice, tmp_path)
+    try:
+        _log_in(client, alice, clock)
+        client.expect(PROMPT)
+        client.run("1+1", r"^2\s*$")
+        client.run("print(get_ptpython().app.output.get_size())", r"rows=30, columns=100")
+        client.resize(40, 132)
+        client.run("print(get_ptpython().app.output.get_size())", r"rows=40, columns=132")
+        client.send("\x04")  # Ctrl-D at an empty prompt ends the session
+        assert client.wait() == 0
+    finally:
+        client.close()
+    events = audit_events(ssh_console.settings.audit_path)
+    names = [e["event"] for e in events]
+    # key proven → code → session, in that order, then the input before its effect
+    order = [("auth.factor", "auth.login"), ("auth.login", "repl.open"), ("repl.open", "repl.input")]
+    for earlier, later in order:
+        assert names.index(earlier) < names.index(later)
+    login = next(e for e in events if e["event"] == "auth.login")
+    assert login["fields"]["door"] == "ssh" and login["fields"]["user"] == "alice"
+    inputs = [e["fields"]["text"] for e in events if e["event"] == "repl.input"]
+    assert "1+1" in inputs
+    session = next(e for e in events if e["event"] == "repl.open")["fields"]["session"]
+    cast = ssh_console.settings.state_dir / "casts" / f"{session}.cast"
+    assert cast.stat().st_mode & 0o777 == 0o600
+    header = json.loads(cast.read_text().splitlines()[0])
+    assert header["version"] == 2
+    closed = [e for e in events if e["event"] == "repl.close"]
+    assert closed and closed[-1]["fields"]["status"] == 0
+
+
+def test_unlisted_key_never_sees_the_totp_prompt(
+    ssh_console: Console, keypairs: dict[str, Path], tmp_path: Path
+) -> None:
+    stranger = Operator("alice", "operator", keypairs["stranger"])
+    client = _ssh(ssh_console, stranger, tmp_path)
+    try:
+        assert client.wait() == 255
+        assert "Permission denied (publickey)" in client.text
+        assert "TOTP" not in client.text
+    finally:
+        client.close()
+    assert "key_not_listed" in _reasons(ssh_console)
+    assert "auth.factor" not in [e["event"] for e in audit_events(ssh_console.settings.audit_path)]
+
+
+def test_exec_is_refused(
+    ssh_console: Console, operators: dict[str, Operator], clock: FakeClock, tmp_path: Path
+) -> None:
+    alice = operators["alice"]
+    client = _ssh(ssh_console, alice, tmp_path, "-T", command="print('ran')")
+    try:
+        _log_in(client, alice, clock)
+        assert client.wait() != 0
+        assert "ran" not in client.text.split("TOTP code:")[-1]
+    finally:
+        client.close()
+    assert "ssh_exec_refused" in _reasons(ssh_console)
+
+
+def test_sftp_is_refused(
+    ssh_console: Console, operators: dict[str, Operator], clock: FakeClock, tmp_path: Path
+) -> None:
+    alice = operators["alice"]
+    options = ssh_options(ssh_console, alice.key, known_hosts(ssh_console, tmp_path))
+    client = PtyClient(["sftp", *options, "-P", str(ssh_console.ssh_port), "alice@127.0.0.1"])
+    try:
+        _log_in(client, alice, clock)
+        assert client.wait() != 0
+        assert "sftp>" not in client.text
+    finally:
+        client.close()
+    assert "ssh_subsystem_refused" in _reasons(ssh_console)
+
+
+def test_local_forwarding_is_refused(
+    ssh_console: Console, operators: dict[str, Operator], clock: FakeClock, tmp_path: Path
+) -> None:
+    alice = operators["alice"]
+    with socket.socket() as probe:  # a free local port for ssh to listen on
+        probe.bind(("127.0.0.1", 0))
+        local_port = probe.getsockname()[1]
+    target = ssh_console.port  # something real to forward to: the console's own HTTP port
+    client = _ssh(ssh_console, alice, tmp_path, "-N", "-L", f"{local_port}:127.0.0.1:{target}")
+    try:
+        _log_in(client, alice, clock)
+        for _ in range(100):  # ssh listens once it has logged in
+            try:
+                conn = socket.create_connection(("127.0.0.1", local_port), timeout=5)
+                break
+            except OSError:
+                threading.Event().wait(0.1)
+        else:
+            pytest.fail("ssh -L never listened")
+        with conn:
+            conn.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            # the channel was refused, so ssh closes (or resets) the forwarded connection
+            with contextlib.suppress(ConnectionResetError):
+                assert conn.recv(100) == b""
+    finally:
+        client.close()
+    assert "ssh_forwarding_refused" in _reasons(ssh_console)
+
+
+def test_viewer_gets_a_refusal_not_a_repl(
+    ssh_console: Console, operators: dict[str, Operator], clock: FakeClock, tmp_path: Path
+) -> None:
+    bob = operators["bob"]
+    client = _ssh(ssh_console, bob, tmp_path)
+    try:
+        _log_in(client, bob, clock)
+        assert client.wait() == 1
+        assert "viewer role" in client.text
+        assert ">>>" not in client.text
+    finally:
+        client.close()
+    assert "ssh_viewer_shell" in _reasons(ssh_console)
+    assert "repl.open" not in [e["event"] for e in audit_events(ssh_console.settings.audit_path)]
