@@ -74,7 +74,20 @@ def run_demo(state: Path, *, log_in: bool = True, env: dict[str, str] | None = N
     if env is None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("OPSCONSOLE_")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "opsconsole", "demo", "--state", str(state), "--port", "0", "--app-port", "0"],
+        [
+            sys.executable,
+            "-m",
+            "opsconsole",
+            "demo",
+            "--state",
+            str(state),
+            "--port",
+            "0",
+            "--app-port",
+            "0",
+            "--ssh-port",
+            "0",
+        ],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

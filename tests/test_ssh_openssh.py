@@ -13,10 +13,12 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyotp
 import pytest
 
 from opsconsole.console import Console
 from tests.conftest import console_settings
+from tests.demo_process import run_demo
 from tests.ssh_client import PROMPT, PtyClient, known_hosts, require_openssh, ssh_options
 from tests.support import FakeClock, Operator, audit_events
 
@@ -166,3 +168,29 @@ def test_viewer_gets_a_refusal_not_a_repl(
         client.close()
     assert "ssh_viewer_shell" in _reasons(ssh_console)
     assert "repl.open" not in [e["event"] for e in audit_events(ssh_console.settings.audit_path)]
+
+
+def test_demo_prints_and_serves_the_ssh_door(tmp_path: Path) -> None:
+    """`opsconsole demo` turns the SSH port on, records it in demo.json and pins its host key."""
+    require_openssh()
+    runner = run_demo(tmp_path / "demo", log_in=False)
+    demo = next(runner)
+    try:
+        info = demo.info
+        assert isinstance(info["ssh_port"], int) and info["ssh_port"] > 0
+        hosts = tmp_path / "demo" / "known_hosts"
+        argv = ["ssh", "-F", "/dev/null", "-p", str(info["ssh_port"]), "-i", info["identity"]]
+        argv += ["-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none", "-o", f"UserKnownHostsFile={hosts}"]
+        client = PtyClient([*argv, "-o", "StrictHostKeyChecking=yes", f"{info['user']}@127.0.0.1"])
+        try:
+            client.expect(r"TOTP code: ")
+            client.send(pyotp.TOTP(info["totp_secret"]).now() + "\n")
+            client.expect(PROMPT)
+            client.run("1+1", r"^2\s*$")
+            client.send("\x04")
+            assert client.wait() == 0
+        finally:
+            client.close()
+    finally:
+        next(runner, None)
+    assert f"ssh -p {info['ssh_port']}" in demo.output

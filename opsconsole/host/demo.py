@@ -108,6 +108,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--state", type=Path, default=Path(".opsconsole-demo"))
     p.add_argument("--port", type=int, default=8780, help="console port (0 = any free port)")
     p.add_argument("--app-port", type=int, default=8000, help="demo app port (0 = any free port)")
+    p.add_argument("--ssh-port", type=int, default=8722, help="SSH port (0 = any free port, -1 = off)")
     p.set_defaults(func=lambda args: asyncio.run(serve(args)))
 
 
@@ -124,6 +125,7 @@ async def serve(args: argparse.Namespace) -> int:
         state_dir=st.dir / "state",
         authorized_keys=st.keys_dir / "authorized_keys",
         totp_secrets=st.keys_dir / "totp_secrets",
+        ssh_port=None if args.ssh_port < 0 else args.ssh_port,
     )
     info = {
         "url": console.url,
@@ -132,10 +134,22 @@ async def serve(args: argparse.Namespace) -> int:
         "totp_secret": st.totp_secret,
         "authorized_keys": str(st.keys_dir / "authorized_keys"),
         "app_url": app_url,
-        "ssh_port": None,  # the SSH door is not built yet
+        "ssh_port": console.ssh_port,
     }
     write_private(st.dir / "demo.json", json.dumps(info, indent=2) + "\n")
+    known_hosts = st.dir / "known_hosts"
+    if console.ssh is not None:
+        # what `ssh` would ask the operator to confirm, written down so the demo's command pins it
+        key = console.ssh.host_key
+        known_hosts.write_text(f"[127.0.0.1]:{console.ssh_port} {key.get_name()} {key.get_base64()}\n")
     _print_banner(info, st)
+    if console.ssh is not None:
+        print(
+            f"""Or over SSH (key, then the TOTP code; host key {console.ssh.fingerprint}):
+  ssh -p {console.ssh_port} -i {st.identity} -o UserKnownHostsFile={known_hosts} {USER}@127.0.0.1
+""",
+            flush=True,
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -177,4 +191,8 @@ def opsconsole_uri(secret: str) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(serve(argparse.Namespace(state=Path(".opsconsole-demo"), port=8780, app_port=8000))))
+    sys.exit(
+        asyncio.run(
+            serve(argparse.Namespace(state=Path(".opsconsole-demo"), port=8780, app_port=8000, ssh_port=8722))
+        )
+    )
