@@ -71,6 +71,7 @@ def test_two_factors_in_order_log_in(
         assert info.value.allowed_types == ["publickey"]  # only publickey before the key
         _both_factors(transport, operators["alice"], operators["alice"].code(clock()))
         assert transport.is_authenticated()
+        assert transport.agreed_on_strict_kex  # the Terrapin countermeasure is on
     finally:
         transport.close()
     assert _events(ssh_console, "auth.login")[0]["fields"]["door"] == "ssh"

@@ -194,3 +194,18 @@ def test_demo_prints_and_serves_the_ssh_door(tmp_path: Path) -> None:
     finally:
         next(runner, None)
     assert f"ssh -p {info['ssh_port']}" in demo.output
+
+
+@pytest.mark.parametrize(
+    "option",
+    ["Ciphers=aes128-cbc,3des-cbc", "MACs=hmac-sha1,hmac-md5", "KexAlgorithms=diffie-hellman-group14-sha1"],
+)
+def test_weak_algorithms_are_not_negotiated(
+    ssh_console: Console, operators: dict[str, Operator], tmp_path: Path, option: str
+) -> None:
+    client = _ssh(ssh_console, operators["alice"], tmp_path, "-o", option)
+    try:
+        assert client.wait() == 255
+        assert "no matching" in client.text and "TOTP" not in client.text
+    finally:
+        client.close()
