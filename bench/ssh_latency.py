@@ -11,7 +11,6 @@ Batches alternate between the two doors so drift on a noisy machine hits both al
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import select
 import sys
@@ -23,6 +22,7 @@ import pyotp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.terminal import keystrokes
 from tests.demo_process import Demo, run_demo
 from tests.ssh_client import PROMPT, PtyClient
 from tests.terminal_client import Term
@@ -72,23 +72,6 @@ def drain(client: PtyClient) -> None:
         os.read(client.master, 65536)
 
 
-async def ws_keystrokes(term: Term, n: int) -> list[float]:
-    latencies = []
-    for i in range(n):
-        ch = LETTERS[i % len(LETTERS)]
-        start = len(term.raw)
-        t0 = time.perf_counter()
-        await term.send(ch)
-        while ch not in term.raw[start:]:
-            message = await term.conn.read_message()
-            assert message is not None, "closed"
-            term.raw += json.loads(message)[1]
-        latencies.append(time.perf_counter() - t0)
-    await term.send("\x15")
-    await asyncio.sleep(0.05)
-    return latencies
-
-
 async def compare(demo: Demo, state: Path, n: int) -> tuple[list[float], list[float]]:
     client = open_ssh(demo, state)
     term = await Term.open(demo.url, demo.token)
@@ -97,7 +80,7 @@ async def compare(demo: Demo, state: Path, n: int) -> tuple[list[float], list[fl
     ws: list[float] = []
     try:
         while len(ssh) < n:
-            ws += await ws_keystrokes(term, BATCH)
+            ws += await keystrokes(term, BATCH)
             ssh += ssh_keystrokes(client, BATCH)
     finally:
         await term.close()

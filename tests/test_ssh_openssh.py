@@ -96,32 +96,30 @@ def test_unlisted_key_never_sees_the_totp_prompt(
     assert "auth.factor" not in [e["event"] for e in audit_events(ssh_console.settings.audit_path)]
 
 
+def _refused_after_login(client: PtyClient, op: Operator, clock: FakeClock) -> str:
+    """Log in, then the request is refused and the program fails; what it printed after the code."""
+    try:
+        _log_in(client, op, clock)
+        assert client.wait() != 0
+        return client.text.split("TOTP code:")[-1]
+    finally:
+        client.close()
+
+
 def test_exec_is_refused(
     ssh_console: Console, operators: dict[str, Operator], clock: FakeClock, tmp_path: Path
 ) -> None:
-    alice = operators["alice"]
-    client = _ssh(ssh_console, alice, tmp_path, "-T", command="print('ran')")
-    try:
-        _log_in(client, alice, clock)
-        assert client.wait() != 0
-        assert "ran" not in client.text.split("TOTP code:")[-1]
-    finally:
-        client.close()
+    client = _ssh(ssh_console, operators["alice"], tmp_path, "-T", command="print('ran')")
+    assert "ran" not in _refused_after_login(client, operators["alice"], clock)
     assert "ssh_exec_refused" in _reasons(ssh_console)
 
 
 def test_sftp_is_refused(
     ssh_console: Console, operators: dict[str, Operator], clock: FakeClock, tmp_path: Path
 ) -> None:
-    alice = operators["alice"]
-    options = ssh_options(ssh_console, alice.key, known_hosts(ssh_console, tmp_path))
+    options = ssh_options(ssh_console, operators["alice"].key, known_hosts(ssh_console, tmp_path))
     client = PtyClient(["sftp", *options, "-P", str(ssh_console.ssh_port), "alice@127.0.0.1"])
-    try:
-        _log_in(client, alice, clock)
-        assert client.wait() != 0
-        assert "sftp>" not in client.text
-    finally:
-        client.close()
+    assert "sftp>" not in _refused_after_login(client, operators["alice"], clock)
     assert "ssh_subsystem_refused" in _reasons(ssh_console)
 
 

@@ -9,8 +9,9 @@ Thread-safe; called on the console IO loop and on SSH worker threads.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from opsconsole.auth import sshsig
@@ -63,25 +64,13 @@ class Authenticator:
 
     def login(self, *, user: str, nonce: str, signature: str, totp: str, source: str) -> Login:
         """Both factors in one step (the HTTP door). Raises AuthError on any failure."""
-        keys = (f"user:{user[:64]}", f"source:{source}")
-        try:
-            engaged = self._lockout.begin(keys)
-        except AuthError as exc:
-            self._fail(user, source, exc)
-            raise
-        try:
+        with self._attempt(user[:64], source):
             for value in (user, nonce, signature, totp):
                 if not isinstance(value, str) or not value or len(value) > MAX_FIELD:
                     raise AuthError("malformed_request")
             challenge = self._challenges.take(nonce, user)
             entry = self._first_factor(user, challenge.message.encode(), signature, source)
-            self._totp.verify(self._operators.current().secrets, user, totp)
-        except AuthError as exc:
-            self._fail(user, source, exc)
-            if engaged:
-                self._record("auth.lockout", user=user[:64], source=source)
-            raise
-        self._lockout.succeeded(keys)
+            self._check_code(user, totp)
         principal = Principal(user, entry.role, entry.fingerprint)
         token, info = self._sessions.create(principal)
         self._record(
@@ -93,6 +82,32 @@ class Authenticator:
             session=info.session_id,
         )
         return Login(token, info)
+
+    @contextlib.contextmanager
+    def _attempt(self, user: str, source: str) -> Iterator[None]:
+        # One lockout-counted attempt: counted when it starts (parallel attempts cannot slip
+        # past the threshold), forgiven only if the block finishes; every failure is audited.
+        keys = (f"user:{user}", f"source:{source}")
+        try:
+            engaged = self._lockout.begin(keys)
+        except AuthError as exc:
+            self._fail(user, source, exc)
+            raise
+        try:
+            yield
+        except AuthError as exc:
+            self._fail(user, source, exc)
+            if engaged:
+                self._record("auth.lockout", user=user, source=source)
+            raise
+        self._lockout.succeeded(keys)
+
+    def _check_code(self, user: str, totp: str) -> None:
+        try:
+            secrets_by_user = self._operators.current().secrets
+        except ConfigError as exc:
+            raise AuthError("operators_unavailable", str(exc)) from None
+        self._totp.verify(secrets_by_user, user, totp)
 
     def _first_factor(self, user: str, message: bytes, signature: str, source: str) -> AuthorizedKey:
         sig = sshsig.parse_armored(signature)
@@ -135,23 +150,10 @@ class Authenticator:
     def second_factor(self, entry: AuthorizedKey, totp: str, *, source: str, door: str) -> Principal:
         """The TOTP step after a proven key: same single-use steps and lockout as ``login``."""
         user = entry.user
-        keys = (f"user:{user}", f"source:{source}")
-        try:
-            engaged = self._lockout.begin(keys)
-        except AuthError as exc:
-            self._fail(user, source, exc)
-            raise
-        try:
+        with self._attempt(user, source):
             if not isinstance(totp, str) or not totp or len(totp) > MAX_FIELD:
                 raise AuthError("malformed_request")
-            self._totp.verify(self._operators.current().secrets, user, totp)
-        except (AuthError, ConfigError) as exc:
-            error = exc if isinstance(exc, AuthError) else AuthError("operators_unavailable", str(exc))
-            self._fail(user, source, error)
-            if engaged:
-                self._record("auth.lockout", user=user, source=source)
-            raise error from None
-        self._lockout.succeeded(keys)
+            self._check_code(user, totp)
         self._record(
             "auth.login", user=user, role=entry.role, source=source, key=entry.fingerprint, door=door
         )
