@@ -70,6 +70,8 @@ class Settings:
     ssh_login_grace: float = 60.0
     # SSH connections still authenticating at once; more are closed at accept().
     ssh_max_unauthenticated: int = 10
+    # Seconds between leak detector samples; 0 (the default) leaves it off until started by hand.
+    leak_interval: float = 0.0
 
     @property
     def tls(self) -> bool:
@@ -129,6 +131,7 @@ _LIMITS: dict[str, tuple[float, float]] = {
     "ssh_port": (0, 65535),
     "ssh_login_grace": (1, 600),
     "ssh_max_unauthenticated": (1, 10000),
+    "leak_interval": (0, 3600),
 }
 
 
@@ -258,6 +261,8 @@ def _check_safety(s: Settings) -> None:
         )
     if s.repl_profile not in ("lean", "full"):
         raise ConfigError('must be "lean" or "full"', key="repl_profile")
+    if 0 < s.leak_interval < 1:
+        raise ConfigError("must be 0 (off) or at least 1 second", key="leak_interval")
     for origin in s.extra_origins():
         if not origin.startswith(("http://", "https://")):
             raise ConfigError(f"{origin!r} is not an origin (scheme://host[:port])", key="allowed_origins")

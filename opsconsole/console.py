@@ -143,6 +143,9 @@ class Console:
         ssh = {} if self.ssh is None else {"ssh_port": self.ssh_port, "ssh_host_key": self.ssh.fingerprint}
         self.audit.record("console.start", url=self.url, instance=self.instance_id, pid=os.getpid(), **ssh)
         _log.info("opsconsole listening on %s (instance %s)", self.url, self.instance_id)
+        if self.settings.leak_interval > 0:
+            self.audit.record("dump.leaks_start", interval=self.settings.leak_interval, source="config")
+            self.diagnostics.leaks_start(self.settings.leak_interval)
         if self.ssh is not None:
             _log.info("opsconsole SSH on port %s, host key %s", self.ssh_port, self.ssh.fingerprint)
         return self

@@ -1,6 +1,7 @@
-"""The leak detector itself, in this process: start/stop, bounds, its own objects, tracemalloc
-sites, and the acceptance run of a churning workload at a 1 s interval (60 samples, about a
-minute — it runs in the background while the demo's leak test in test_leaks_http.py runs).
+"""The leak detector itself: start/stop, bounds, its own objects, tracemalloc sites, and the
+two acceptance runs at a 1 s interval — steady /leak traffic in the demo process must be named
+a leak within 30 samples, waves of churn in this process must not be over 60 samples. The two
+run side by side (the churn run in the background), so the pair takes about a minute.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import time
 import tracemalloc
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +19,7 @@ from opsconsole.diagnostics import leaks, trend
 from opsconsole.diagnostics.leaks import LeakDetector
 from opsconsole.diagnostics.render import to_data, to_text
 from opsconsole.errors import InvalidRequestError, StateError
+from tests.demo_process import Demo, run_demo
 
 
 class Grown:
@@ -160,6 +163,49 @@ def wave_run() -> Iterator[WaveRun]:
     threading.Thread(target=_wave_run, args=(run, 60), name="wave-run", daemon=True).start()
     yield run
     run.done.wait(120)
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[Demo]:
+    yield from run_demo(tmp_path / "demo")
+
+
+def _traffic(demo: Demo, stop: threading.Event) -> None:
+    # Steady: 20 /leak requests a second, each keeping one more LeakyRecord.
+    while not stop.wait(0.05):
+        demo.hit_app("/leak", 1)
+
+
+def test_steady_leak_in_the_demo_is_named_within_30_samples(wave_run: WaveRun, demo: Demo) -> None:
+    status, body = demo.post("/ops/leaks/start?interval=1")
+    assert status == 200, body
+    stop = threading.Event()
+    traffic = threading.Thread(target=_traffic, args=(demo, stop), name="leak-traffic", daemon=True)
+    traffic.start()
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            status, report = demo.get("/ops/leaks")
+            assert status == 200, report
+            leaking = [g["type"] for g in report["growth"] if g["leaking"]]
+            if report["verdict"] == "leak" and "opsconsole.host.demo.LeakyRecord" in leaking:
+                break
+            assert report["samples"] <= 30, report["growth"][:5]
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+    finally:
+        stop.set()
+        traffic.join(5)
+    assert report["samples"] <= 30
+    row = next(g for g in report["growth"] if g["type"] == "opsconsole.host.demo.LeakyRecord")
+    assert row == report["growth"][0] or report["growth"][0]["leaking"]
+    assert 600 <= row["objects_per_min"] <= 1500, row  # 20 a second, less the client's pauses
+    assert row["confidence"] >= trend.LEAK_CONFIDENCE
+    assert report["confidence"] >= trend.LEAK_CONFIDENCE
+    assert report["history"]["types"]["opsconsole.host.demo.LeakyRecord"][-1] > 0
+    status, text = demo.get("/ops/leaks?format=text")
+    assert "LEAK" in text and "LeakyRecord" in text
+    assert demo.post("/ops/leaks/stop")[0] == 200
 
 
 def test_waves_of_churn_give_no_leak_over_60_samples(wave_run: WaveRun) -> None:

@@ -27,6 +27,7 @@ ROUTES: dict[str, tuple[str, str]] = {
     "snapshots": ("GET", "/ops/heap/snapshots"),
     "snapshot": ("GET", "/ops/heap/snapshots/"),
     "profile": ("GET", "/ops/profile"),
+    "leaks": ("GET", "/ops/leaks"),
 }
 
 

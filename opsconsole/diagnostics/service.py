@@ -19,6 +19,8 @@ from opsconsole.diagnostics import census as census_mod
 from opsconsole.diagnostics import gcstats, heap, process, profiler, refchain, threads
 from opsconsole.diagnostics.heapdiff import HeapDiff
 from opsconsole.diagnostics.jobs import OneAtATime
+from opsconsole.diagnostics.leak_report import LeakReport
+from opsconsole.diagnostics.leaks import LeakDetector
 from opsconsole.diagnostics.snapshots import SnapshotInfo, SnapshotStore
 
 T = TypeVar("T")
@@ -40,12 +42,14 @@ class Diagnostics:
         self.growth_tracker = census_mod.GrowthTracker()
         self.snapshots = SnapshotStore(dump_dir)
         self.gc_monitor = gcstats.GcPauseMonitor()
+        self.leak_detector = LeakDetector()
         self._closing = threading.Event()  # cuts a running profile short at shutdown
 
     def close(self) -> None:
         # runs on the thread that stops the console
         self._closing.set()
         self.gc_monitor.stop()
+        self.leak_detector.close()
         self.jobs.shutdown()
         self.snapshots.close()
 
@@ -65,6 +69,19 @@ class Diagnostics:
 
     def process(self) -> process.ProcessInfo:
         return process.process_info()
+
+    def leaks(self) -> LeakReport:
+        return self.leak_detector.report()
+
+    def leaks_start(self, interval: float) -> LeakReport:
+        """Start the leak detector's sampler thread; StateError if it runs already."""
+        self.leak_detector.start(interval)
+        return self.leak_detector.report()
+
+    def leaks_stop(self) -> LeakReport:
+        """Stop sampling (the report stays); StateError if it is not running."""
+        self.leak_detector.stop()
+        return self.leak_detector.report()
 
     def heap_status(self, top: int = 10) -> heap.HeapStatus:
         return heap.status(top)

@@ -15,7 +15,7 @@ import tornado.web
 
 from opsconsole import log
 from opsconsole.config import Settings
-from opsconsole.transport import dumps
+from opsconsole.transport import dumps, leak_routes
 from opsconsole.transport.auth_routes import (
     ChallengeHandler,
     LoginHandler,
@@ -56,6 +56,9 @@ def routes(svc: Services | None) -> list[tuple[str, type[tornado.web.RequestHand
         (r"/ops/heap/snapshots/([^/]+)/top", dumps.SnapshotTopHandler),
         (r"/ops/heap/diff", dumps.DiffHandler),
         (r"/ops/profile", dumps.ProfileHandler),
+        (r"/ops/leaks", leak_routes.LeaksHandler),
+        (r"/ops/leaks/start", leak_routes.LeaksStartHandler),
+        (r"/ops/leaks/stop", leak_routes.LeaksStopHandler),
         (r"/ops/terminal", TerminalHandler),
     ]
     return [(pattern, handler, {"svc": svc}) for pattern, handler in table]
