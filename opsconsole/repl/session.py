@@ -5,8 +5,8 @@ The transport adapters (websocket now, SSH later) drive a :class:`ReplSession` w
 ``sink`` on the session thread. A blocking eval freezes only its own session: every session
 runs on its own ``opsconsole-repl-<id>`` thread with its own asyncio loop.
 
-Where typed text goes: while the prompt is shown, into the terminal's pipe (prompt_toolkit
-edits it); while a line evaluates, to the session's ``sys.stdin`` (``input()``, pdb) — and a
+Where typed text goes: while the prompt is shown, into the terminal's keyboard queue
+(prompt_toolkit edits it); while a line evaluates, to the session's ``sys.stdin`` (``input()``, pdb) — and a
 Ctrl-C then interrupts the eval instead (see ``interrupt``). Text typed before an eval ends and
 never read becomes type-ahead for the next prompt, as in a terminal.
 
@@ -19,14 +19,12 @@ starts goes to the process's stdout/stderr (see ``streams``).
 from __future__ import annotations
 
 import builtins
-import contextlib
 import pathlib
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from prompt_toolkit.application.current import create_app_session
-from prompt_toolkit.input import PipeInput, create_pipe_input
 
 from opsconsole import log
 from opsconsole.errors import ConsoleError
@@ -80,8 +78,6 @@ class ReplSession:
         self._lock = threading.Lock()  # lifecycle
         self._feed_lock = threading.Lock()  # where typed text goes (pipe or stdin)
         self._thread: threading.Thread | None = None
-        self._loop: SessionLoop | None = None
-        self._pipe: PipeInput | None = None
         self._closing = False
         self._finished = False
         self._recorder: CastRecorder | None = None
@@ -141,15 +137,13 @@ class ReplSession:
             if self._closing:
                 return
             self._closing = True
-            started, loop = self._thread is not None, self._loop
+            started = self._thread is not None
         self._stdin.close()
         if not started:
             self._finish(0)
             return
         self._interrupter.interrupt()
-        if loop is not None:
-            with contextlib.suppress(RuntimeError):  # the loop closed: the thread is finishing anyway
-                loop.call_soon_threadsafe(self._end_input)
+        self._terminal.close()  # EOF on the terminal ends the prompt, and every later one
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the session thread to end (any thread but its own); True if it has."""
@@ -183,14 +177,14 @@ class ReplSession:
         self._interrupter.use_sigint_handler(lambda: loop.sigint_handler)
         route = streams.Route(stdout=self._output, stderr=Unbuffered(self._output), stdin=self._stdin)
         try:
+            keyboard = self._terminal.keyboard
             with (
                 streams.routed(route),
-                create_pipe_input() as pipe,
-                create_app_session(input=pipe, output=self._terminal.output),
+                create_app_session(input=keyboard, output=self._terminal.output),
             ):
                 repl = OpsRepl(
                     namespace=self._namespace,
-                    input=pipe,
+                    input=keyboard,
                     output=self._terminal.output,
                     profile=self._profile,
                     title=self._title,
@@ -199,29 +193,18 @@ class ReplSession:
                     eval_finished=self._eval_finished,
                     closing=lambda: self._closing,
                 )
-                self._terminal.attach(loop, pipe, repl.app)
-                with self._lock:
-                    self._loop, self._pipe = loop, pipe
+                self._terminal.attach(loop, repl.app)
                 main = loop.create_task(repl.interact(), name=f"{self._name}-main")
                 while not main.done():
                     try:
                         loop.run_until_complete(main)
                     except ReplInterrupt:
                         continue  # a late Ctrl-C surfaced in the loop's own code: keep serving
-                self._terminal.detach()
                 main.result()
                 return 0
         finally:
-            with self._lock:
-                self._pipe = None
+            self._terminal.detach()
             loop.close_session()
-
-    def _end_input(self) -> None:
-        # session loop: EOF on the terminal ends the prompt, and every later one
-        self._terminal.detach()
-        pipe = self._pipe
-        if pipe is not None:
-            pipe.close()
 
     def _eval_finished(self) -> None:
         # session thread, right after each eval; absorbs a Ctrl-C that arrives too late

@@ -21,14 +21,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from prompt_toolkit.auto_suggest import AutoSuggestFromHistory, ConditionalAutoSuggest, ThreadedAutoSuggest
 from prompt_toolkit.buffer import Buffer
 from prompt_toolkit.document import Document
+from prompt_toolkit.filters import Condition
 from prompt_toolkit.input import Input
 from prompt_toolkit.output import ColorDepth, Output
 from ptpython.repl import PythonRepl, ReplExit, exit
 from ptpython.utils import unindent_code
 
-from opsconsole.repl import display, streams
+from opsconsole.repl import display, layout, streams
 from opsconsole.repl.interrupt import Interrupter, ReplInterrupt
 from opsconsole.repl.profile import Profile
 from opsconsole.repl.profile import apply as apply_profile
@@ -45,6 +47,19 @@ class _Failed:
     """What the eval task returns instead of raising: BaseExceptions must not escape a Task."""
 
     error: BaseException
+
+
+class _SuggestWhenEnabled(ConditionalAutoSuggest):
+    """ptpython's auto-suggestion, falsy while it is switched off.
+
+    A buffer starts a suggestion task on every text change when its ``auto_suggest`` is
+    truthy; with ptpython's always-truthy wrapper that task asks, finds suggestions off, and
+    still fires ``on_suggestion_set`` — one more loop iteration and one more full redraw per
+    keystroke for nothing. Falsy while off, the buffer skips the task.
+    """
+
+    def __bool__(self) -> bool:
+        return self.filter()
 
 
 class OpsRepl(PythonRepl):
@@ -83,6 +98,10 @@ class OpsRepl(PythonRepl):
         self.terminal_title = title
         self.color_depth = ColorDepth.DEPTH_8_BIT
         apply_profile(self, profile)
+        layout.slim(self)  # the hidden sidebar costs a third of every frame otherwise
+        self.default_buffer.auto_suggest = _SuggestWhenEnabled(
+            ThreadedAutoSuggest(AutoSuggestFromHistory()), Condition(lambda: self.enable_auto_suggest)
+        )
         namespace["exit"] = namespace["quit"] = exit()  # site's quit() would close sys.stdin
         namespace["get_ptpython"] = lambda: self
 
