@@ -1,8 +1,9 @@
 """setuptools shim plus the build step of the web assets.
 
 All metadata lives in pyproject.toml. This file adds one command, ``build_web``: it installs
-the xterm.js release pinned in web/package-lock.json with ``npm ci`` and copies the few
-files the browser terminal loads into opsconsole/static/vendor/, which the console serves
+the browser libraries pinned in web/package-lock.json (xterm.js for the terminal, uPlot for
+the memory dashboard's charts) with ``npm ci`` and copies the few files the web console
+loads into opsconsole/static/vendor/, which the console serves
 at /ops/ui/vendor/. Nothing is fetched at run time and nothing comes from a CDN.
 
 It runs on every install path:
@@ -48,6 +49,10 @@ VENDOR_FILES = {
     "@xterm/xterm/LICENSE": "LICENSE.xterm",
     "@xterm/addon-fit/lib/addon-fit.js": "addon-fit.js",
     "@xterm/addon-fit/LICENSE": "LICENSE.addon-fit",
+    # uPlot draws the memory dashboard's charts (MIT, no dependencies, ~50 KB minified).
+    "uplot/dist/uPlot.iife.min.js": "uPlot.iife.min.js",
+    "uplot/dist/uPlot.min.css": "uPlot.min.css",
+    "uplot/LICENSE": "LICENSE.uplot",
 }
 
 

@@ -32,6 +32,7 @@
   let fit = null; // its fit add-on
   let socket = null; // its websocket
   let dumpSeq = 0; // only the latest dump request may write the panel
+  let who = null; // {user, role} while logged in
 
   // -- CSP --------------------------------------------------------------------------------
 
@@ -112,6 +113,10 @@
 
   function showLogin(lead) {
     closeTerminal();
+    who = null;
+    window.opsMemory.hide();
+    $("views").hidden = true;
+    $("memory").hidden = true;
     $("console").hidden = true;
     $("logout").hidden = true;
     $("reconnect").hidden = true;
@@ -121,12 +126,30 @@
     $("login").hidden = false;
   }
 
-  function showConsole(who) {
+  function showConsole(whoami) {
+    who = whoami;
     $("who").textContent = `${who.user} (${who.role})`;
     $("login").hidden = true;
-    $("console").hidden = false;
+    $("views").hidden = false;
     $("logout").hidden = false;
+    showView("console");
     openTerminal();
+  }
+
+  // The terminal (with its dump panel) or the memory dashboard; the terminal's session stays
+  // open while the dashboard is shown.
+  function showView(name) {
+    for (const button of document.querySelectorAll("button[data-view]")) {
+      button.setAttribute("aria-pressed", String(button.dataset.view === name));
+    }
+    $("console").hidden = name !== "console";
+    $("memory").hidden = name !== "memory";
+    if (name === "memory") {
+      window.opsMemory.show(who);
+    } else {
+      window.opsMemory.hide();
+      queueRefit();
+    }
   }
 
   // -- login ------------------------------------------------------------------------------
@@ -328,6 +351,9 @@
         heapDiff();
       }
     });
+  }
+  for (const button of document.querySelectorAll("button[data-view]")) {
+    button.addEventListener("click", () => showView(button.dataset.view));
   }
   $("logout").addEventListener("click", logout);
   $("reconnect").addEventListener("click", openTerminal);
