@@ -28,6 +28,7 @@ ROUTES: dict[str, tuple[str, str]] = {
     "snapshot": ("GET", "/ops/heap/snapshots/"),
     "profile": ("GET", "/ops/profile"),
     "leaks": ("GET", "/ops/leaks"),
+    "heapsnapshot": ("GET", "/ops/heapsnapshot"),
 }
 
 
@@ -45,6 +46,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argp
     p.add_argument("--key", choices=["lineno", "traceback"], help="diff: group by")
     p.add_argument("--top", type=int, help="how many rows")
     p.add_argument("--seconds", type=float, help="profile: how long to sample")
+    p.add_argument(
+        "--contents",
+        choices=["redacted", "full"],
+        help="heapsnapshot: full puts str/bytes contents in the file (secrets; audited)",
+    )
     return p
 
 
@@ -71,6 +77,12 @@ def run(client: Client, args: argparse.Namespace) -> int:
             raise SystemExit("opsconsole dump snapshot needs --name NAME")
         dest = args.output or Path(f"{args.name}.tracemalloc")
         size = client.download(path + urllib.parse.quote(args.name, safe=""), dest, _progress)
+        print(f"\nsaved {size} bytes to {dest}", file=sys.stderr)
+        return 0
+    if args.what == "heapsnapshot":  # streamed to the file; open it in Chrome DevTools (Memory → Load)
+        dest = args.output or Path("opsconsole.heapsnapshot")
+        query = f"?contents={args.contents}" if args.contents else ""
+        size = client.download(path + query, dest, _progress)
         print(f"\nsaved {size} bytes to {dest}", file=sys.stderr)
         return 0
     query = urllib.parse.urlencode(query_for(args))

@@ -17,6 +17,7 @@ from typing import Literal, TypeVar
 
 from opsconsole.diagnostics import census as census_mod
 from opsconsole.diagnostics import gcstats, heap, process, profiler, refchain, threads
+from opsconsole.diagnostics import heapsnapshot as heapsnapshot_mod
 from opsconsole.diagnostics.heapdiff import HeapDiff
 from opsconsole.diagnostics.jobs import OneAtATime
 from opsconsole.diagnostics.leak_report import LeakReport
@@ -131,3 +132,19 @@ class Diagnostics:
         return profiler.sample(
             seconds, interval=interval, exclude_idents=own_thread_idents(), stop_event=self._closing
         )
+
+    def heapsnapshot(
+        self, *, contents: heapsnapshot_mod.Contents = "redacted"
+    ) -> heapsnapshot_mod.HeapSnapshot:
+        """The ``.heapsnapshot`` document as an iterable of bytes; the walk runs on the thread that
+        iterates it (through expensive(): the dump worker), the console's own threads left out."""
+        loops = tuple((f"app loop {i}", loop) for i, loop in enumerate(self.app_loops))
+        return heapsnapshot_mod.HeapSnapshot(
+            contents=contents, extra_roots=loops, exclude_threads=own_thread_idents()
+        )
+
+    def heapsnapshot_file(
+        self, path: Path, *, contents: heapsnapshot_mod.Contents = "redacted"
+    ) -> heapsnapshot_mod.HeapSnapshotInfo:
+        """Write the ``.heapsnapshot`` to a new 0600 file (refuses to overwrite or follow a symlink)."""
+        return heapsnapshot_mod.write_file(path, self.heapsnapshot(contents=contents))

@@ -20,12 +20,14 @@ import inspect
 import threading
 import time
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any, TypeVar
 
 from opsconsole.diagnostics.census import Census, Growth
 from opsconsole.diagnostics.gcstats import GcInfo
 from opsconsole.diagnostics.heap import HeapStatus
 from opsconsole.diagnostics.heapdiff import HeapDiff
+from opsconsole.diagnostics.heapsnapshot import Contents, HeapSnapshotInfo
 from opsconsole.diagnostics.leak_report import LeakReport
 from opsconsole.diagnostics.process import ProcessInfo
 from opsconsole.diagnostics.profiler import Profile
@@ -58,6 +60,7 @@ HELPERS = (
     "diff",
     "heap_stop",
     "profile",
+    "heapsnapshot",
     "leaks",
     "leaks_start",
     "leaks_stop",
@@ -196,6 +199,19 @@ class Ops:
     def profile(self, seconds: float = 5.0) -> Profile:
         """Sample every host thread for ``seconds``: where does the time go. (*)"""
         return self._expensive("profile", lambda: self._diag.profile(seconds), expected_seconds=seconds)
+
+    def heapsnapshot(self, path: str | Path, contents: Contents = "redacted") -> HeapSnapshotInfo:
+        """Write the heap to a new 0600 ``.heapsnapshot`` file for Chrome DevTools (Memory → Load). (*)
+
+        str/bytes contents are redacted unless ``contents="full"`` (secrets: the REPL line is audited)."""
+        if contents not in ("redacted", "full"):
+            raise ValueError('contents must be "redacted" or "full"')
+        dest = Path(path)
+
+        def write() -> HeapSnapshotInfo:  # on the dump worker
+            return self._diag.heapsnapshot_file(dest, contents=contents)
+
+        return self._expensive("heapsnapshot", write, expected_seconds=30.0)
 
     def leaks(self) -> LeakReport:
         """The leak detector's verdict and growth per class (start it with leaks_start)."""

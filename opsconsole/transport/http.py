@@ -25,6 +25,7 @@ from opsconsole.transport.auth_routes import (
     WhoamiHandler,
 )
 from opsconsole.transport.base import NotFoundHandler, Services
+from opsconsole.transport.heapsnapshot import HeapSnapshotHandler
 from opsconsole.transport.terminal import HARD_MAX_MESSAGE, TerminalHandler
 from opsconsole.transport.ui import ui_routes
 
@@ -56,6 +57,7 @@ def routes(svc: Services | None) -> list[tuple[str, type[tornado.web.RequestHand
         (r"/ops/heap/snapshots/([^/]+)/top", dumps.SnapshotTopHandler),
         (r"/ops/heap/diff", dumps.DiffHandler),
         (r"/ops/profile", dumps.ProfileHandler),
+        (r"/ops/heapsnapshot", HeapSnapshotHandler),
         (r"/ops/leaks", leak_routes.LeaksHandler),
         (r"/ops/leaks/start", leak_routes.LeaksStartHandler),
         (r"/ops/leaks/stop", leak_routes.LeaksStopHandler),

@@ -1,0 +1,165 @@
+"""The live Python heap as a Chrome DevTools / V8 ``.heapsnapshot``, streamed.
+
+``HeapSnapshot`` walks the heap (``heapsnapshot_walk``) when iteration starts, then yields the JSON
+document in chunks of bytes: the transport writes each one out, and the document never exists whole
+in memory. The walk keeps a few flat arrays (about 20 bytes per node plus 9 per edge) and its id
+tables; the text is made from them a slice at a time.
+
+The format (what Chrome's Memory tab and memlab read): ``snapshot.meta`` names the fields; each node
+is 7 ints ``type,name,id,self_size,edge_count,trace_node_id,detachedness``; each edge 3 ints
+``type,name_or_index,to_node`` where ``to_node`` is the target's ordinal × 7; edges are grouped by
+node in node order; ``name`` fields index ``strings``, which comes last. Node 0 is the root (id 1).
+No space before ``:`` — memlab finds the arrays by searching for ``"nodes":``.
+
+Runs on the dump worker (or a REPL session thread); between chunks the consumer runs, and each chunk
+is a few milliseconds of C work, so the host's threads keep running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass
+from itertools import repeat
+from operator import mul
+from pathlib import Path
+from typing import Literal
+
+from opsconsole.diagnostics.heapsnapshot_names import EDGE_TYPES, NODE_TYPES, string_literals
+from opsconsole.diagnostics.heapsnapshot_walk import Graph, walk
+
+NODE_FIELDS = ("type", "name", "id", "self_size", "edge_count", "trace_node_id", "detachedness")
+EDGE_FIELDS = ("type", "name_or_index", "to_node")
+ROWS = 2_000  # nodes or edges formatted per chunk (one join: about a millisecond of C work)
+STRINGS_BYTES = 1 << 20  # string-table text per chunk, roughly
+Contents = Literal["redacted", "full"]
+
+_NODE_ROW = "%d,%d,%d,%d,%d,0,0".__mod__
+_EDGE_ROW = "%d,%d,%d".__mod__
+
+
+@dataclass(frozen=True, slots=True)
+class HeapSnapshotInfo:
+    """What an export wrote (a file from the REPL, or a streamed download)."""
+
+    path: str  # "" when streamed
+    contents: Contents
+    nodes: int
+    edges: int
+    strings: int
+    bytes: int
+    walk_seconds: float
+    seconds: float
+
+
+class HeapSnapshot:
+    """An iterable of the document's bytes; ``nodes``/``edges``/``size`` are set once it has been read."""
+
+    def __init__(
+        self,
+        *,
+        contents: Contents = "redacted",
+        extra_roots: tuple[tuple[str, object], ...] = (),
+        exclude_threads: Collection[int] = (),
+    ) -> None:
+        self.contents = contents
+        self._extra = extra_roots
+        self._exclude = frozenset(exclude_threads)
+        self.nodes = self.edges = self.strings = self.size = 0
+        self.walk_seconds = self.seconds = 0.0
+
+    def __iter__(self) -> Iterator[bytes]:
+        started = time.monotonic()
+        graph = walk(full=self.contents == "full", extra=self._extra, exclude_threads=self._exclude)
+        self.walk_seconds = time.monotonic() - started
+        self.nodes, self.edges, self.strings = graph.node_count, graph.edge_count, len(graph.strings)
+        for chunk in _document(graph):
+            data = chunk.encode("ascii")
+            self.size += len(data)
+            yield data
+            time.sleep(0)
+        self.seconds = time.monotonic() - started
+
+    def info(self, path: str = "") -> HeapSnapshotInfo:
+        return HeapSnapshotInfo(
+            path,
+            self.contents,
+            self.nodes,
+            self.edges,
+            self.strings,
+            self.size,
+            self.walk_seconds,
+            self.seconds,
+        )
+
+
+def _meta(graph: Graph) -> str:
+    meta = {
+        "node_fields": list(NODE_FIELDS),
+        "node_types": [list(NODE_TYPES), "string", "number", "number", "number", "number", "number"],
+        "edge_fields": list(EDGE_FIELDS),
+        "edge_types": [list(EDGE_TYPES), "string_or_number", "node"],
+        "trace_function_info_fields": ["function_id", "name", "script_name", "script_id", "line", "column"],
+        "trace_node_fields": ["id", "function_info_index", "count", "size", "children"],
+        "sample_fields": ["timestamp_us", "last_assigned_id"],
+        "location_fields": ["object_index", "script_id", "line", "column"],
+    }
+    head = {
+        "meta": meta,
+        "node_count": graph.node_count,
+        "edge_count": graph.edge_count,
+        "trace_function_count": 0,
+    }
+    return '{"snapshot":' + json.dumps(head, separators=(",", ":")) + ",\n"
+
+
+def _document(graph: Graph) -> Iterator[str]:
+    yield _meta(graph) + '"nodes":['
+    n = graph.node_count
+    for start in range(0, n, ROWS):
+        stop = min(n, start + ROWS)
+        rows = zip(
+            graph.node_type[start:stop],
+            graph.node_name[start:stop],
+            graph.node_id[start:stop],
+            graph.node_size[start:stop],
+            graph.node_edges[start:stop],
+            strict=True,
+        )
+        yield ("," if start else "") + ",".join(map(_NODE_ROW, rows)) + "\n"
+    yield '],\n"edges":['
+    first = True
+    for types, names, targets in graph.edge_parts:
+        for start in range(0, len(types), ROWS):
+            stop = start + ROWS
+            to_node = map(mul, map(graph.position.__getitem__, targets[start:stop]), repeat(len(NODE_FIELDS)))
+            edge_rows = zip(types[start:stop], names[start:stop], to_node, strict=True)
+            yield ("" if first else ",") + ",".join(map(_EDGE_ROW, edge_rows)) + "\n"
+            first = False
+    yield '],\n"trace_function_infos":[],\n"trace_tree":[],\n"samples":[],\n"locations":[],\n"strings":['
+    strings = graph.strings
+    start = 0
+    while start < len(strings):
+        stop, size = start, 0
+        while stop < len(strings) and size < STRINGS_BYTES and stop - start < ROWS:
+            size += len(strings[stop]) + 3
+            stop += 1
+        yield ("," if start else "") + string_literals(strings, start, stop) + "\n"
+        start = stop
+    yield "]}\n"
+
+
+def write_file(path: Path, snapshot: HeapSnapshot) -> HeapSnapshotInfo:
+    """Write the export to a new 0600 file at ``path`` (refuses to replace an existing file or follow a
+    symlink). Runs on the calling thread."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            for chunk in snapshot:
+                fh.write(chunk)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return snapshot.info(str(path))

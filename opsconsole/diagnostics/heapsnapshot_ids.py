@@ -1,0 +1,145 @@
+"""Node ids and ordinals for the ``.heapsnapshot`` walk, kept in flat tables instead of Python objects.
+
+A heap snapshot needs two numbers per object: the node **ordinal** (its position in ``nodes``, which
+every edge's ``to_node`` refers to) and a node **id** that stays the same for the same object in the
+next snapshot. A dict from ``id(obj)`` to an ordinal would cost ~110 bytes per object (entry, key int,
+value int); here both come from the object's address instead:
+
+* Every Python object is at least 16 bytes, so ``address >> 4`` is unique among live objects. The
+  address space is cut into 1 MiB pages; a page gets a small number the first time any export sees it
+  (``_pages``, kept for the life of the process), and ``id = page_number << 16 | slot``. The id is
+  therefore stable while the object lives, unique, below 2**32 and at least 65536 (smaller ids are the
+  synthetic nodes'; memlab treats ids 0 and 1 as roots).
+* The ordinal of each object seen so far sits in a per-page uint32 table (0: not seen yet) in an
+  anonymous mmap: pages of the table that no object maps to are never touched and cost no RSS.
+
+Lookups are vectorised: a batch of objects goes through a few ``map`` calls in C, and only objects
+never seen before reach the (also vectorised) numbering step. Every numbered object is kept alive in
+``objects`` until the export ends, so an address in the tables always denotes the same object.
+Runs on the thread doing the export (the dump worker or a REPL session thread).
+"""
+
+from __future__ import annotations
+
+import mmap
+import threading
+from array import array
+from collections import deque
+from itertools import compress, repeat
+from operator import and_, getitem, lshift, not_, or_, rshift, setitem
+from typing import Any
+
+from opsconsole.errors import DiagnosticsError
+
+PAGE_SHIFT = 20  # 1 MiB of address space per page
+SLOT_SHIFT = 4  # 16 bytes per slot: the smallest Python object
+SLOT_MASK = (1 << (PAGE_SHIFT - SLOT_SHIFT)) - 1
+MAX_PAGES = 0xFFFF  # page numbers 1..65535: ids stay below 2**32
+_TABLE_BYTES = 4 << (PAGE_SHIFT - SLOT_SHIFT)  # one uint32 per slot: 256 KiB of (lazily backed) mmap
+
+# address >> PAGE_SHIFT → page number, for the life of the process, so node ids are stable across
+# exports. Bounded: 65535 pages of 1 MiB; an export that starts with the table nearly full resets it.
+_pages: dict[int, int] = {}
+_pages_lock = threading.Lock()
+
+
+def reset_if_nearly_full(headroom: int = 4096) -> bool:
+    """Called once per export before the walk; True if the ids of this export restart from scratch."""
+    with _pages_lock:
+        if len(_pages) > MAX_PAGES - headroom:
+            _pages.clear()
+            return True
+    return False
+
+
+def _page_number(hi: int) -> int:
+    with _pages_lock:
+        number = _pages.get(hi)
+        if number is None:
+            if len(_pages) >= MAX_PAGES:
+                raise DiagnosticsError(
+                    "the heap spans more than 64 GiB of address space; no room for node ids"
+                )
+            number = _pages[hi] = len(_pages) + 1
+        return number
+
+
+class Ordinals:
+    """Ordinals (from ``first`` on) and ids of the objects of one export, in the order they were found."""
+
+    __slots__ = ("_maps", "_tables", "count", "first", "ids", "objects")
+
+    def __init__(self, first: int, ids: array[int]) -> None:
+        self.first = first
+        self.count = first  # the next ordinal to hand out
+        self.ids = ids  # node ids by ordinal; the caller put the synthetic nodes' ids first
+        self.objects: list[object] = []  # ordinal - first → the object, kept alive until the end
+        self._tables: dict[
+            int, Any
+        ] = {}  # uint32 memoryviews  # page (address >> PAGE_SHIFT) → ordinal per slot
+        self._maps: list[tuple[mmap.mmap, memoryview]] = []
+
+    def _table(self, hi: int) -> Any:
+        _page_number(hi)
+        mapped = mmap.mmap(-1, _TABLE_BYTES, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        raw = memoryview(mapped)
+        table = self._tables[hi] = raw.cast("I")
+        self._maps.append((mapped, raw))
+        return table
+
+    def lookup(self, objs: list[object]) -> list[int]:
+        """The ordinal of each object; objects not seen before are numbered now, in order."""
+        addrs = list(map(id, objs))
+        his = list(map(rshift, addrs, repeat(PAGE_SHIFT)))
+        tables: list[Any]
+        try:
+            tables = list(map(self._tables.__getitem__, his))
+        except KeyError:  # a page no object of this export was on yet
+            for hi in set(his).difference(self._tables):
+                self._table(hi)
+            tables = list(map(self._tables.__getitem__, his))
+        slots = list(map(and_, map(rshift, addrs, repeat(SLOT_SHIFT)), repeat(SLOT_MASK)))
+        found: list[int] = list(map(getitem, tables, slots))
+        if 0 not in found:
+            return found
+        mask = list(map(not_, found))
+        fresh = dict(zip(compress(addrs, mask), compress(objs, mask), strict=True))  # one entry per object
+        new_addrs = list(fresh)
+        new_his = list(map(rshift, new_addrs, repeat(PAGE_SHIFT)))
+        new_slots = list(map(and_, map(rshift, new_addrs, repeat(SLOT_SHIFT)), repeat(SLOT_MASK)))
+        start = self.count
+        deque(
+            map(setitem, map(self._tables.__getitem__, new_his), new_slots, range(start, start + len(fresh))),
+            0,
+        )
+        self.objects.extend(fresh.values())
+        self.ids.extend(map(or_, map(lshift, map(_pages.__getitem__, new_his), repeat(16)), new_slots))
+        self.count += len(fresh)
+        return list(map(getitem, tables, slots))
+
+    def alias(self, obj: object, ordinal: int) -> bool:
+        """Make ``obj`` map to an existing node (a module's namespace folds into the module's node).
+        False if ``obj`` already has a node of its own."""
+        addr = id(obj)
+        hi = addr >> PAGE_SHIFT
+        table = self._tables.get(hi) or self._table(hi)
+        slot = (addr >> SLOT_SHIFT) & SLOT_MASK
+        if table[slot] not in (0, ordinal):
+            return False
+        table[slot] = ordinal
+        return True
+
+    def object_at(self, ordinal: int) -> object:
+        return self.objects[ordinal - self.first]
+
+    def close(self) -> None:
+        """Drop the tables and let go of every object (a slice at a time: one long C call otherwise)."""
+        for table in self._tables.values():
+            table.release()
+        self._tables.clear()
+        for mapped, raw in self._maps:
+            raw.release()
+            mapped.close()
+        self._maps.clear()
+        while self.objects:
+            del self.objects[-10_000:]

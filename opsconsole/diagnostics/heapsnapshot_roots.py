@@ -1,0 +1,126 @@
+"""The synthetic roots of a ``.heapsnapshot`` and the "(gc objects)" pass that makes everything reachable.
+
+Node 0 (the root, id 1) → "(modules)" → each module by its ``sys.modules`` name; "(threads)" → one
+node per frame of every other thread (``refchain_roots`` reads them), named by thread, function and
+line, with an edge per local variable; "(other roots)" → the app's event loops and the non-module
+entries of ``sys.modules``; "(gc objects)" → every GC-tracked object the walk from the other roots did
+not reach (reference cycles awaiting collection, objects only C code holds...). Synthetic nodes take
+the odd ids 1, 3, 5...: below 65536, where object ids start. Runs on the thread doing the export.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+import time
+from array import array
+from itertools import compress, repeat
+from operator import not_
+from typing import TYPE_CHECKING
+
+from opsconsole.diagnostics import heapsnapshot_names as hn
+from opsconsole.diagnostics.refchain_labels import namespace
+from opsconsole.diagnostics.refchain_roots import RootSet
+
+if TYPE_CHECKING:
+    from opsconsole.diagnostics.heapsnapshot_walk import _Walk
+
+Edges = tuple["array[int]", "array[int]", "array[int]"]
+
+
+class Roots:
+    """Synthetic nodes by number: 0 the root, 1 "(modules)", 2 "(threads)", 3.. one per frame, then
+    "(other roots)" and "(gc objects)"."""
+
+    def __init__(self, walk: _Walk, root_set: RootSet, max_frames: int) -> None:
+        self.walk = walk
+        self.root_set = root_set
+        self.frames = root_set.frames[:max_frames]
+        self.count = 5 + len(self.frames)
+        self.ids = array("I", range(1, 2 * self.count, 2))
+        self.own_ids = {
+            id(root_set),
+            id(root_set.objects),
+            id(root_set.modules),
+            id(root_set.frames),
+            id(self.frames),
+        }
+        self.own_ids.update(id(x) for pair in root_set.frames for x in (pair, pair[1]))
+        self.own_ids.update(map(id, root_set.modules))
+
+    def seed(self) -> Edges:
+        """The synthetic nodes and their edges (all but "(gc objects)"'s), numbering what they point at."""
+        w, add = self.walk, self.walk.strings.add
+        f = len(self.frames)
+        other, gc_node = 3 + f, 4 + f
+        labels = [
+            "",
+            "(modules)",
+            "(threads)",
+            *(label for label, _ in self.frames),
+            "(other roots)",
+            "(gc objects)",
+        ]
+        w.node_type.extend(repeat(hn.N_SYNTHETIC, self.count))
+        w.node_name.extend(map(add, labels))
+        w.node_size.extend(repeat(0, self.count))
+        w.node_edges.extend(repeat(0, self.count))
+        w.node_id.extend(self.ids)
+        w.position.extend(range(self.count))
+        edges: Edges = (array("B"), array("I"), array("I"))
+
+        def link(node: int, targets: list[object], etype: int, names: list[int]) -> list[int]:
+            ordinals: list[int] = []
+            for start in range(0, len(targets), 10_000):
+                ordinals.extend(w.ords.lookup(targets[start : start + 10_000]))
+            edges[0].extend(repeat(etype, len(targets)))
+            edges[1].extend(names)
+            edges[2].extend(ordinals)
+            w.node_edges[node] = len(targets)
+            return ordinals
+
+        link_to_synthetic = [1, 2, other, gc_node]
+        edges[0].extend(repeat(hn.E_ELEMENT, 4))
+        edges[1].extend(range(4))
+        edges[2].extend(link_to_synthetic)
+        w.node_edges[0] = 4
+        names: list[int] = []
+        mods: list[object] = []
+        for name, ns in self.root_set.modules:
+            module: object = sys.modules.get(name)
+            names.append(add(name))
+            mods.append(module if namespace(module) is ns else ns)
+        for module, ordinal in zip(mods, link(1, mods, hn.E_PROPERTY, names), strict=True):
+            globals_ = namespace(module)
+            if globals_ is not None:
+                w.ords.alias(globals_, ordinal)  # before anything else can reach the namespace on its own
+        edges[0].extend(repeat(hn.E_ELEMENT, f))
+        edges[1].extend(range(f))
+        edges[2].extend(range(3, 3 + f))
+        w.node_edges[2] = f
+        for i, (_, local_vars) in enumerate(self.frames):
+            keys = [k if isinstance(k, str) else repr(k) for k in local_vars]
+            link(3 + i, list(local_vars.values()), hn.E_PROPERTY, [add(k) for k in keys])
+        extra = self.root_set.extra
+        link(other, [obj for _, obj in extra], hn.E_PROPERTY, [add(label) for label, _ in extra])
+        return edges
+
+    def gc_pass(self, edges: Edges, own: set[int]) -> None:
+        """Number every GC-tracked object not reached yet and link it under "(gc objects)" (the last
+        synthetic node, so its edges come last among theirs). ``gc.get_objects()`` is one C call (~40 ms
+        for a million objects); the list is then consumed from its end a batch at a time."""
+        w = self.walk
+        objs = gc.get_objects()
+        own.add(id(objs))
+        start = w.ords.count
+        while objs:
+            part = objs[-10_000:]
+            del objs[-10_000:]
+            w.ords.lookup(list(compress(part, map(not_, map(own.__contains__, map(id, part))))))
+            del part
+            time.sleep(0)
+        found = w.ords.count - start
+        edges[0].extend(repeat(hn.E_ELEMENT, found))
+        edges[1].extend(range(found))
+        edges[2].extend(range(start, start + found))
+        w.node_edges[self.count - 1] = found
