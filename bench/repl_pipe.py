@@ -2,11 +2,15 @@
 
 One character is fed with ``session.feed`` (as the websocket adapter does on the console IO
 loop) and the clock stops when the sink (called on the session thread) has delivered output
-showing it. No network, no JSON: what is measured is the queue → pipe → prompt_toolkit →
-render → sink path alone. The websocket (and later SSH) figures are compared against these.
+showing it. No network, no JSON: what is measured is the keyboard queue → prompt_toolkit →
+render → sink path alone. The websocket (and SSH) figures are compared against these.
 
 Both profiles are measured, idle and with a busy host thread (pure Python, competing for the
-GIL as a service's request handlers do); plus one ``1+1`` → ``2`` eval round trip.
+GIL as a service's request handlers do) — the busy rows side by side with the interpreter's
+GIL switch interval and with ``repl_switch_interval`` (what the console sets while a session
+is open, see ``opsconsole.repl.gil``); plus one ``1+1`` → ``2`` eval round trip. Then the
+host's side of that setting: the throughput of CPU-bound host threads with and without it,
+while nobody types and while an operator types at a steady 20 keys/s.
 
     .venv/bin/python bench/repl_pipe.py [N]
 
@@ -15,6 +19,7 @@ Importable: ``measure(session_factory, n)`` takes any ``factory(sink) -> started
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import re
 import statistics
@@ -25,6 +30,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from opsconsole.config import Settings
+from opsconsole.repl import gil
 from opsconsole.repl.session import ReplSession
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: the repo root
@@ -33,6 +40,8 @@ from tests.terminal_client import ANSI
 
 LINE = 40  # characters typed before the line is cleared with Ctrl-C, so the line stays short
 TIMEOUT = 10.0
+SWITCH = Settings().repl_switch_interval  # the console's default while a session is open
+TYPING_PACE = 0.05  # seconds between keys of the steady typist in host_cost()
 
 SessionFactory = Callable[[Callable[[str], None]], ReplSession]
 
@@ -137,40 +146,113 @@ def measure_eval(session_factory: SessionFactory, n: int = 50) -> tuple[float, f
 
 
 @contextmanager
-def busy_host() -> Iterator[None]:
-    """A host thread spinning in pure Python, as a CPU-bound request handler would."""
-    stop = threading.Event()
+def busy_host(threads: int = 1) -> Iterator[list[int]]:
+    """Host threads spinning in pure Python, as CPU-bound request handlers would.
 
-    def spin() -> None:
-        x = 0
+    Yields a list whose items count each thread's rounds of 1000 additions (final at exit).
+    """
+    stop = threading.Event()
+    rounds = [0] * threads
+
+    def spin(k: int) -> None:
+        x = n = 0
         while not stop.is_set():
             for i in range(1000):
                 x += i
+            n += 1
+        rounds[k] = n
 
-    thread = threading.Thread(target=spin, name="host-busy", daemon=True)
-    thread.start()
+    workers = [
+        threading.Thread(target=spin, args=(k,), name=f"host-busy-{k}", daemon=True) for k in range(threads)
+    ]
+    for worker in workers:
+        worker.start()
+    try:
+        yield rounds
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join()
+
+
+@contextmanager
+def switch_interval(seconds: float) -> Iterator[None]:
+    """The interval the console holds while a session is open (0: the interpreter's own)."""
+    release = gil.hold(seconds)
     try:
         yield
     finally:
-        stop.set()
-        thread.join()
+        release()
+
+
+def host_cost(seconds: float, *, typing: bool, duration: float = 2.0) -> float:
+    """Rounds/s of two CPU-bound host threads over ``duration`` s with switch interval ``seconds``.
+
+    ``typing``: a session is open and a key is fed every TYPING_PACE s (waiting for each echo).
+    """
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(switch_interval(seconds))
+        probe = Probe()
+        session = None
+        if typing:
+            session = default_factory("lean")(probe)
+            stack.callback(session.close)
+            probe.wait(0, r">>> ?$")
+        letters = itertools.cycle("abcdefghijklmnopqrstuvwxyz")
+        with busy_host(2) as rounds:
+            t0 = time.perf_counter()
+            typed = 0
+            while time.perf_counter() - t0 < duration:
+                if session is None:
+                    time.sleep(TYPING_PACE)
+                    continue
+                typed += 1
+                mark = probe.mark()
+                if typed % LINE == 0:
+                    session.feed("\x03")
+                    probe.wait(mark, r">>> ?$")
+                else:
+                    ch = next(letters)
+                    session.feed(ch)
+                    probe.wait(mark, re.escape(ch))
+                time.sleep(max(0.0, t0 + typed * TYPING_PACE - time.perf_counter()))
+            elapsed = time.perf_counter() - t0
+        return sum(rounds) / elapsed
+
+
+def print_host_cost(duration: float = 2.0) -> None:
+    """Side by side, twice, alternating: the host's throughput at the interpreter's interval vs SWITCH."""
+    interpreter = sys.getswitchinterval()
+    print(f"host cost of repl_switch_interval={SWITCH * 1e3:g} ms: two CPU-bound host threads, rounds/s")
+    for typing in (False, True):
+        base, ours = [], []
+        for _ in range(2):
+            base.append(host_cost(0, typing=typing, duration=duration))
+            ours.append(host_cost(SWITCH, typing=typing, duration=duration))
+        b, o = statistics.median(base), statistics.median(ours)
+        label = f"operator types {1 / TYPING_PACE:.0f} keys/s" if typing else "no keystrokes"
+        print(
+            f"  {label:<24} {interpreter * 1e3:g} ms: {b / 1e3:7.1f} k/s   "
+            f"{SWITCH * 1e3:g} ms: {o / 1e3:7.1f} k/s   ({(o / b - 1) * 100:+.1f} %)"
+        )
 
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 300
+    interpreter = sys.getswitchinterval()
     print(f"keystroke → echo, {n} keystrokes per row (in-process, no transport)")
     for profile in ("lean", "full"):
-        for busy in (False, True):
-            factory = default_factory(profile)
-            if busy:
-                with busy_host():
-                    p50, p99 = measure(factory, n)
-            else:
-                p50, p99 = measure(factory, n)
-            label = f"{profile} profile, {'busy host thread' if busy else 'idle host'}"
-            print(f"  {label:<34} p50 {p50 * 1e3:7.2f} ms   p99 {p99 * 1e3:7.2f} ms")
+        rows: list[tuple[str, float, bool]] = [("idle host", 0, False)]
+        rows.append((f"busy host thread, {interpreter * 1e3:g} ms switch", 0, True))
+        rows.append((f"busy host thread, {SWITCH * 1e3:g} ms switch", SWITCH, True))
+        for what, seconds, busy in rows:
+            with switch_interval(seconds), busy_host() if busy else contextlib.nullcontext():
+                p50, p99 = measure(default_factory(profile), n)
+            label = f"{profile} profile, {what}"
+            print(f"  {label:<44} p50 {p50 * 1e3:7.2f} ms   p99 {p99 * 1e3:7.2f} ms")
     p50, p99 = measure_eval(default_factory("lean"))
     print(f"eval round trip `1+1` → `2` (lean)  p50 {p50 * 1e3:7.2f} ms   p99 {p99 * 1e3:7.2f} ms")
+    print_host_cost()
 
 
 if __name__ == "__main__":

@@ -1,11 +1,15 @@
 """Terminal latency and throughput, measured side by side in one run.
 
 1. keystroke → echo over the websocket against the real demo process (another process, as
-   an operator's browser would be), vs the same ReplSession driven directly on a local pipe
-   in this process (bench/repl_pipe.py);
-2. the same over the websocket while the demo's main thread spins in /spin;
+   an operator's browser would be), vs the same ReplSession driven directly in this process
+   (bench/repl_pipe.py);
+2. the same over the websocket while the demo's main thread spins in /spin — with the
+   default ``repl_switch_interval`` and, in a second demo process, with it off (the
+   interpreter's 5 ms), side by side;
 3. bulk output: 10 MB printed in the REPL, received by the client; throughput and the
-   growth of the demo process's RSS.
+   growth of the demo process's RSS;
+4. the host's side of ``repl_switch_interval``: CPU-bound host threads' throughput with and
+   without it (bench/repl_pipe.py, in this process).
 
     .venv/bin/python bench/terminal.py [N]
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import sys
 import tempfile
@@ -24,6 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import repl_pipe
+from bench.repl_pipe import SWITCH
 from tests.demo_process import Demo, run_demo
 from tests.terminal_client import Term, clean
 
@@ -58,16 +64,45 @@ def rss(pid: int) -> int:
     return 0
 
 
+class Spinner:
+    """Keeps the demo's main thread spinning in pure Python (/spin, 2 s at a time) until stopped."""
+
+    def __init__(self, demo: Demo) -> None:
+        self._demo = demo
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="spinner", daemon=True)
+
+    def __enter__(self) -> Spinner:
+        self._thread.start()
+        time.sleep(0.3)  # the first request is in
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._demo.hit_app("/spin?seconds=2", 1)
+
+
+async def while_spinning(demo: Demo, n: int) -> list[float]:
+    term = await Term.open(demo.url, demo.token)
+    await term.expect(r">>> ?$")
+    with Spinner(demo):
+        latencies = await keystrokes(term, n)
+    await term.send("\x15")
+    await term.close()
+    return latencies
+
+
 async def over_websocket(demo: Demo, n: int) -> None:
     term = await Term.open(demo.url, demo.token)
     await term.expect(r">>> ?$")
     idle = await keystrokes(term, n)
-    spinner = threading.Thread(target=demo.hit_app, args=("/spin?seconds=30", 1), daemon=True)
-    spinner.start()
-    await asyncio.sleep(0.5)
-    spinning = await keystrokes(term, min(n, 200))
+    with Spinner(demo):
+        spinning = await keystrokes(term, min(n, 200))
     await term.send("\x15")
-    spinner.join(40)
 
     before = rss(demo.proc.pid)
     t0 = time.perf_counter()
@@ -85,19 +120,19 @@ async def over_websocket(demo: Demo, n: int) -> None:
     await term.close()
 
     report("websocket keystroke→echo", idle)
-    report("  while main thread spins", spinning)
+    report(f"  while main thread spins, {SWITCH * 1e3:g} ms switch", spinning)
     rate, grown = mb / elapsed, growth / 2**20
     print(f"bulk output {mb:.1f} MB in {elapsed:.2f} s = {rate:.1f} MB/s; demo RSS growth {grown:.1f} MiB")
 
 
 def report(label: str, latencies: list[float]) -> None:
     p50, p99 = pct(latencies, 0.5) * 1e3, pct(latencies, 0.99) * 1e3
-    print(f"{label:<26} p50 {p50:6.2f} ms  p99 {p99:6.2f} ms  (n={len(latencies)})")
+    print(f"{label:<44} p50 {p50:6.2f} ms  p99 {p99:6.2f} ms  (n={len(latencies)})")
 
 
 def main(n: int) -> None:
     p50, p99 = repl_pipe.measure(repl_pipe.default_factory("lean"), n)
-    print(f"{'local pipe keystroke→echo':<26} p50 {p50 * 1e3:6.2f} ms  p99 {p99 * 1e3:6.2f} ms  (n={n})")
+    print(f"{'in-process keystroke→echo':<44} p50 {p50 * 1e3:6.2f} ms  p99 {p99 * 1e3:6.2f} ms  (n={n})")
     with tempfile.TemporaryDirectory() as tmp:
         runner = run_demo(Path(tmp) / "demo")
         demo = next(runner)
@@ -105,6 +140,16 @@ def main(n: int) -> None:
             asyncio.run(over_websocket(demo, n))
         finally:
             next(runner, None)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OPSCONSOLE_")}
+        env["OPSCONSOLE_REPL_SWITCH_INTERVAL"] = "0"
+        runner = run_demo(Path(tmp) / "demo-no-switch", env=env)
+        demo = next(runner)
+        try:
+            spinning = asyncio.run(while_spinning(demo, min(n, 200)))
+        finally:
+            next(runner, None)
+    report(f"  while main thread spins, {sys.getswitchinterval() * 1e3:g} ms (setting 0)", spinning)
+    repl_pipe.print_host_cost(duration=1.0)
 
 
 if __name__ == "__main__":

@@ -56,6 +56,8 @@ class Settings:
     allowed_origins: str = ""
     # The REPL profile: "lean" (completion on Tab only) or "full" (completion while typing).
     repl_profile: str = "lean"
+    # GIL switch interval in seconds while a REPL session is open (0: leave the interpreter's).
+    repl_switch_interval: float = 0.001
     # Websocket keep-alive ping interval in seconds; no pong within as long again closes it.
     ws_ping_interval: float = 20.0
     # Websocket messages per second a terminal client may send (a paste is one message).
@@ -132,6 +134,7 @@ _LIMITS: dict[str, tuple[float, float]] = {
     "ssh_login_grace": (1, 600),
     "ssh_max_unauthenticated": (1, 10000),
     "leak_interval": (0, 3600),
+    "repl_switch_interval": (0, 0.1),
 }
 
 

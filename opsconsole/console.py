@@ -83,6 +83,7 @@ class Console:
                 record=self.audit.record,
                 cast_dir=settings.state_dir / "casts",
                 profile="full" if settings.repl_profile == "full" else "lean",
+                switch_interval=settings.repl_switch_interval,
             )
             self.ssh: SshServer | None = None
             if settings.ssh_port is not None:

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from opsconsole.errors import ConsoleError
+from opsconsole.repl import gil, keyboard
 from opsconsole.repl.asciicast import CastRecorder
 from opsconsole.repl.session import ReplSession
 from tests.terminal_client import ANSI
@@ -374,6 +375,85 @@ def test_a_1_mib_paste_returns_at_once_and_is_processed(repl: Opener) -> None:
     elapsed = time.perf_counter() - t0
     assert elapsed < 0.1, f"feed() took {elapsed:.3f}s"
     r.run("len(s)", rf"^{len(body) + 1}$", timeout=30)
+
+
+def test_keys_typed_past_an_enter_are_type_ahead_for_the_next_prompt(repl: Opener) -> None:
+    r = repl()
+    start = len(r.screen.text)
+    r.session.feed("1+1\r6*7\r")  # one message: the second line waits while the first runs
+    r.screen.wait_for(r"^2$", start=start)
+    r.screen.wait_for(r"^42$", start=start)
+
+
+def test_keys_typed_during_an_eval_reach_the_next_prompt(repl: Opener) -> None:
+    r = repl()
+    start = len(r.screen.text)
+    r.session.feed("import time; time.sleep(0.3)\r")
+    time.sleep(0.1)
+    r.session.feed("6*7\r")
+    r.screen.wait_for(r"^42$", start=start)
+
+
+def test_each_keystroke_is_drawn_in_one_frame(repl: Opener) -> None:
+    # one sink call per key: the frame is drawn right after the key, and nothing (an idle
+    # suggestion task, a postponed redraw) draws it a second time
+    r = repl()
+    time.sleep(0.7)  # the first prompt's escape-flush timer has passed
+    for ch in "xyz":
+        calls = r.screen.calls
+        start = len(r.screen.text)
+        r.session.feed(ch)
+        r.screen.wait_for(re.escape(ch), start=start)
+        time.sleep(0.7)  # past prompt_toolkit's escape timeout (ttimeoutlen) too
+        assert r.screen.calls - calls == 1
+
+
+def test_the_keyboard_queue_is_bounded_and_ends_with_eof(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(keyboard, "MAX_QUEUED", 10)
+    board = keyboard.Keyboard()  # not attached to a loop: what is fed stays queued
+    board.feed("12345678")
+    board.feed("abcde")  # would exceed 10 characters: dropped
+    assert board.pending and not board.closed
+    board.discard()  # Ctrl-C during an eval drops type-ahead
+    assert not board.pending
+    board.feed("1+1\r")
+    board.close()
+    assert board.closed and not board.pending
+    board.feed("more")  # after EOF: ignored
+    assert not board.pending
+
+
+def test_the_switch_interval_is_held_while_sessions_are_open() -> None:
+    interval, before = gil.SwitchInterval(), sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(0.005)
+        release_a = interval.hold(0.001)
+        assert sys.getswitchinterval() == pytest.approx(0.001)
+        release_b = interval.hold(0.002)  # never lengthened by a later, longer ask
+        assert sys.getswitchinterval() == pytest.approx(0.001)
+        release_a()
+        release_a()  # idempotent
+        assert sys.getswitchinterval() == pytest.approx(0.002)  # b still holds: at most 2 ms
+        release_b()
+        assert sys.getswitchinterval() == pytest.approx(0.005)
+        assert interval.hold(0) is not None and sys.getswitchinterval() == pytest.approx(0.005)
+    finally:
+        sys.setswitchinterval(before)
+
+
+def test_a_host_that_sets_its_own_switch_interval_keeps_it() -> None:
+    interval, before = gil.SwitchInterval(), sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(0.005)
+        release = interval.hold(0.001)
+        sys.setswitchinterval(0.003)  # the host changes it while a session is open
+        release()
+        assert sys.getswitchinterval() == pytest.approx(0.003)
+        sys.setswitchinterval(0.0005)  # already shorter than asked: left as it is
+        interval.hold(0.001)()
+        assert sys.getswitchinterval() == pytest.approx(0.0005)
+    finally:
+        sys.setswitchinterval(before)
 
 
 # -- the recording -------------------------------------------------------------------------------

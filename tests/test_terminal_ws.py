@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import resource
+import sys
 import time
 from pathlib import Path
 
@@ -141,6 +142,22 @@ async def test_resize_reaches_the_repl(console: Console, op_token: str) -> None:
         await term.run("print(get_ptpython().app.output.get_size())", r"rows=40, columns=132")
     finally:
         await term.close()
+
+
+async def test_the_switch_interval_is_short_only_while_a_terminal_is_open(
+    console: Console, op_token: str
+) -> None:
+    before = sys.getswitchinterval()
+    assert console.settings.repl_switch_interval < before
+    term = await ready(console, op_token)
+    try:
+        assert sys.getswitchinterval() == pytest.approx(console.settings.repl_switch_interval)
+    finally:
+        await term.close()
+    deadline = time.monotonic() + 5
+    while sys.getswitchinterval() != before and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)  # the session thread ends after the websocket closes
+    assert sys.getswitchinterval() == before
 
 
 # -- refusals, each with an audit event ---------------------------------------------------
