@@ -2,9 +2,9 @@
 
 Why not a pipe (``create_pipe_input``, as prompt_toolkit's SSH server does): a keystroke then
 costs a write on the session loop, a wake-up of the selector for the read end and a read — one
-more loop iteration and two more system calls, each of which hands the GIL away. A host thread
-spinning in pure Python keeps the GIL for a whole switch interval (5 ms by default) every time
-it gets it back, so every avoided hand-off is a few milliseconds of echo latency on a busy host.
+more loop iteration and two more system calls, each of which hands the GIL away. While a host
+thread spins in pure Python, a thread coming back from a system call waits up to a whole switch
+interval (5 ms by default) for the GIL, so every avoided hand-off is milliseconds of echo latency.
 A pipe write also blocks once 64 KiB are unread, which is the normal state during a long eval
 or a big paste, so the old path needed a queue in front of the pipe anyway.
 
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -39,7 +38,6 @@ from opsconsole import log
 _log = log.get("repl.keyboard")
 CHUNK = 4096  # characters parsed per read_keys(): a big paste is processed in slices
 MAX_QUEUED = 32 * 1024 * 1024  # characters held for a session that does not read; more is dropped
-_ids = itertools.count(1)
 
 
 class Keyboard(Input):
@@ -47,7 +45,6 @@ class Keyboard(Input):
     everything prompt_toolkit calls runs on the session loop."""
 
     def __init__(self) -> None:
-        self._id = next(_ids)
         self._lock = threading.Lock()
         self._queue: deque[str] = deque()
         self._queued = 0
@@ -143,7 +140,9 @@ class Keyboard(Input):
         raise NotImplementedError("a REPL session's keyboard is not a file")
 
     def typeahead_hash(self) -> str:
-        return f"opsconsole-keyboard-{self._id}"
+        # prompt_toolkit keeps type-ahead in a process-wide dict under this key; forget() empties
+        # it at the end, so an id reused by a later keyboard starts empty and the dict stays small
+        return f"opsconsole-keyboard-{id(self)}"
 
     def raw_mode(self) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext()
