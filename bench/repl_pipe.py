@@ -220,13 +220,14 @@ def host_cost(seconds: float, *, typing: bool, duration: float = 2.0) -> float:
         return sum(rounds) / elapsed
 
 
-def print_host_cost(duration: float = 2.0) -> None:
-    """Side by side, twice, alternating: the host's throughput at the interpreter's interval vs SWITCH."""
+def print_host_cost(duration: float = 1.5, pairs: int = 4) -> None:
+    """Side by side, ``pairs`` times alternating (medians: other work on the machine is noise):
+    the host's throughput at the interpreter's interval vs SWITCH."""
     interpreter = sys.getswitchinterval()
     print(f"host cost of repl_switch_interval={SWITCH * 1e3:g} ms: two CPU-bound host threads, rounds/s")
     for typing in (False, True):
         base, ours = [], []
-        for _ in range(2):
+        for _ in range(pairs):
             base.append(host_cost(0, typing=typing, duration=duration))
             ours.append(host_cost(SWITCH, typing=typing, duration=duration))
         b, o = statistics.median(base), statistics.median(ours)

@@ -149,7 +149,7 @@ def main(n: int) -> None:
         finally:
             next(runner, None)
     report(f"  while main thread spins, {sys.getswitchinterval() * 1e3:g} ms (setting 0)", spinning)
-    repl_pipe.print_host_cost(duration=1.0)
+    repl_pipe.print_host_cost(duration=0.75, pairs=3)
 
 
 if __name__ == "__main__":
