@@ -37,7 +37,6 @@ bench: $(STAMP)
 	$(BIN)/python bench/stall.py
 	$(BIN)/python bench/repl_pipe.py
 	$(BIN)/python bench/terminal.py
-	$(BIN)/python bench/ssh_latency.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

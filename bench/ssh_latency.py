@@ -10,7 +10,6 @@ Batches alternate between the two doors so drift on a noisy machine hits both al
 
 from __future__ import annotations
 
-import asyncio
 import os
 import select
 import sys
@@ -22,17 +21,13 @@ import pyotp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.terminal import keystrokes
+from bench.terminal import keystrokes, ssh_vs_websocket
 from tests.demo_process import Demo, run_demo
 from tests.ssh_client import PROMPT, PtyClient
 from tests.terminal_client import Term
 
 BATCH = 50
 LETTERS = "abcdefghij"
-
-
-def pct(values: list[float], q: float) -> float:
-    return sorted(values)[min(len(values) - 1, int(q * len(values)))]
 
 
 def open_ssh(demo: Demo, state: Path) -> PtyClient:
@@ -90,24 +85,14 @@ async def compare(demo: Demo, state: Path, n: int) -> tuple[list[float], list[fl
     return ssh, ws
 
 
-def report(label: str, latencies: list[float]) -> float:
-    p50, p99 = pct(latencies, 0.5) * 1e3, pct(latencies, 0.99) * 1e3
-    print(f"  {label:<22} p50 {p50:6.2f} ms  p99 {p99:6.2f} ms  (n={len(latencies)})")
-    return p50
-
-
 def main(n: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         runner = run_demo(Path(tmp) / "demo")
         demo = next(runner)
         try:
-            ssh, ws = asyncio.run(compare(demo, Path(tmp) / "demo", n))
+            ssh_vs_websocket(demo, Path(tmp) / "demo", n)
         finally:
             next(runner, None)
-    print("keystroke → echo, the demo in another process, batches alternating")
-    ssh50 = report("OpenSSH client (pty)", ssh)
-    ws50 = report("websocket", ws)
-    print(f"  median difference ssh − websocket: {ssh50 - ws50:+.2f} ms (goal: within ±1 ms)")
 
 
 if __name__ == "__main__":

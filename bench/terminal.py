@@ -8,7 +8,9 @@
    interpreter's 5 ms), side by side;
 3. bulk output: 10 MB printed in the REPL, received by the client; throughput and the
    growth of the demo process's RSS;
-4. the host's side of ``repl_switch_interval``: CPU-bound host threads' throughput with and
+4. keystroke → echo through the real OpenSSH client vs the websocket, batches alternating
+   (bench/ssh_latency.py);
+5. the host's side of ``repl_switch_interval``: CPU-bound host threads' throughput with and
    without it (bench/repl_pipe.py, in this process).
 
     .venv/bin/python bench/terminal.py [N]
@@ -130,6 +132,17 @@ def report(label: str, latencies: list[float]) -> None:
     print(f"{label:<44} p50 {p50:6.2f} ms  p99 {p99:6.2f} ms  (n={len(latencies)})")
 
 
+def ssh_vs_websocket(demo: Demo, state: Path, n: int) -> None:
+    """The SSH door through the real OpenSSH client vs the websocket, batches alternating."""
+    from bench import ssh_latency  # imported here: it reuses keystrokes() from this module
+
+    ssh, ws = asyncio.run(ssh_latency.compare(demo, state, n))
+    ssh50, ws50 = pct(ssh, 0.5), pct(ws, 0.5)
+    report("ssh (OpenSSH client in a pty) keystroke→echo", ssh)
+    report("  websocket, alternating batches with ssh", ws)
+    print(f"  median ssh − websocket {(ssh50 - ws50) * 1e3:+.2f} ms (goal: within ±1 ms)")
+
+
 def main(n: int) -> None:
     p50, p99 = repl_pipe.measure(repl_pipe.default_factory("lean"), n)
     print(f"{'in-process keystroke→echo':<44} p50 {p50 * 1e3:6.2f} ms  p99 {p99 * 1e3:6.2f} ms  (n={n})")
@@ -138,6 +151,7 @@ def main(n: int) -> None:
         demo = next(runner)
         try:
             asyncio.run(over_websocket(demo, n))
+            ssh_vs_websocket(demo, Path(tmp) / "demo", n)
         finally:
             next(runner, None)
         env = {k: v for k, v in os.environ.items() if not k.startswith("OPSCONSOLE_")}
