@@ -206,7 +206,10 @@ def probe_names(obj: object, probes: tuple[str, ...]) -> dict[int, str]:
     """id of each probed attribute's value → the attribute's name (builtin kinds: C getsets only)."""
     found: dict[int, str] = {}
     for name in probes:
-        value = getattr(obj, name, _MISSING)
+        try:
+            value = getattr(obj, name, _MISSING)
+        except ValueError:  # an empty cell
+            continue
         if value is not _MISSING:
             found.setdefault(id(value), name)
     return found
