@@ -32,6 +32,7 @@ pytest: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/login.py
 	$(BIN)/python bench/census.py
+	$(BIN)/python bench/leaks.py
 	$(BIN)/python bench/heapdiff.py
 	$(BIN)/python bench/profiler_overhead.py
 	$(BIN)/python bench/stall.py

@@ -86,7 +86,7 @@ class _Run:
         self.lock = threading.Lock()
         self.taken = 0  # samples ever taken in this run
         self.seconds = 0.0  # wall time spent sampling
-        self.last_sized = -SIZED_EVERY
+        self.last_sized = 0  # the first census needs no sizes: nothing is tracked yet
         self.census_complete = True
         self.t = array("d")
         self.rss = array("d")
@@ -99,6 +99,8 @@ class _Run:
         self.site_sizes: deque[dict[str, int]] = deque(maxlen=MAX_SITE_SNAPSHOTS)
 
     def _want_sizes(self) -> bool:
+        """Every ``SIZED_EVERY``-th census sums sizes; sooner (at most every 3rd) while a tracked
+        class has no size yet."""
         if self.taken - self.last_sized >= SIZED_EVERY:
             return True
         unsized = any(name not in self.mean_size for name in self.types)
