@@ -199,7 +199,7 @@ def test_steady_leak_in_the_demo_is_named_within_30_samples(wave_run: WaveRun, d
     assert report["samples"] <= 30
     row = next(g for g in report["growth"] if g["type"] == "opsconsole.host.demo.LeakyRecord")
     assert row == report["growth"][0] or report["growth"][0]["leaking"]
-    assert 600 <= row["objects_per_min"] <= 1500, row  # 20 a second, less the client's pauses
+    assert 300 <= row["objects_per_min"] <= 1300, row  # at most 20 a second; fewer on a busy machine
     assert row["confidence"] >= trend.LEAK_CONFIDENCE
     assert report["confidence"] >= trend.LEAK_CONFIDENCE
     assert report["history"]["types"]["opsconsole.host.demo.LeakyRecord"][-1] > 0
