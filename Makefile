@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/census.py
 	$(BIN)/python bench/leaks.py
 	$(BIN)/python bench/heapdiff.py
+	$(BIN)/python bench/heapsnapshot.py
 	$(BIN)/python bench/profiler_overhead.py
 	$(BIN)/python bench/stall.py
 	$(BIN)/python bench/repl_pipe.py

@@ -113,7 +113,9 @@ class Ordinals:
             0,
         )
         self.objects.extend(fresh.values())
-        self.ids.extend(map(or_, map(lshift, map(_pages.__getitem__, new_his), repeat(16)), new_slots))
+        self.ids.fromlist(
+            list(map(or_, map(lshift, map(_pages.__getitem__, new_his), repeat(16)), new_slots))
+        )
         self.count += len(fresh)
         return list(map(getitem, tables, slots))
 

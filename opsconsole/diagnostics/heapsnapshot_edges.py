@@ -1,0 +1,248 @@
+"""How the ``.heapsnapshot`` walk turns one object's references into edges, and buffers them.
+
+The state of a walk (its node and edge arrays, string table, caches) lives in ``Edges``; the walk
+itself (``heapsnapshot_walk``) adds the order in which objects are visited. Edge types and names:
+``element`` edges by index for lists, tuples and sets; ``property`` edges named by dict key or
+attribute; ``internal`` edges for ``__class__``, ``__dict__``, ``(key)`` and unnamed "referent"s.
+Nothing here runs host code (see ``heapsnapshot_names``). Runs on the thread doing the export.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+from array import array
+from collections.abc import Callable, Iterable, Sequence
+from itertools import chain, repeat
+from typing import Any
+
+from opsconsole.diagnostics import heapsnapshot_names as hn
+from opsconsole.diagnostics.heapsnapshot_ids import Ordinals
+from opsconsole.diagnostics.refchain_labels import TYPE_DICT, namespace
+
+SMALL = 64  # containers up to this size are handled a group at a time
+REFS_STEP = 10_000  # references looked up per batch
+_TYPE_MRO = vars(type)["__mro__"]
+_TYPE_BASES = vars(type)["__bases__"]
+_TYPE_BASE = vars(type)["__base__"]
+_TYPE_DICTOFFSET = vars(type)["__dictoffset__"]
+
+
+def _edges() -> tuple[array[int], array[int], array[int]]:
+    return array("B"), array("I"), array("I")
+
+
+class Edges:
+    """A walk's arrays and caches, and the edges of one object (or one group of objects) at a time."""
+
+    __slots__ = (
+        "buf_names",
+        "buf_targets",
+        "buf_types",
+        "edge_name",
+        "edge_to",
+        "edge_type",
+        "full",
+        "keynames",
+        "kinds",
+        "node_edges",
+        "node_id",
+        "node_name",
+        "node_size",
+        "node_type",
+        "ords",
+        "pending",
+        "position",
+        "referent",
+        "strings",
+        "text_names",
+    )
+
+    def __init__(self, full: bool) -> None:
+        self.full = full
+        self.strings = hn.Strings()
+        self.referent = self.strings.add("referent")
+        self.kinds: dict[int, hn.Kind] = {}  # by id(class): hashing a class could run host code
+        self.keynames: dict[str, int] = {}  # str dict key → its edge name's index (after redaction)
+        self.text_names: dict[tuple[type, int], int] = {}  # redacted str/bytes name by (kind, length)
+        self.node_type, self.node_name, self.node_size = array("B"), array("I"), array("I")
+        self.node_edges = array("I")
+        self.node_id = array("I")  # by file position (the ids table is by number)
+        self.position = array("I")  # file position by number
+        self.edge_type, self.edge_name, self.edge_to = _edges()
+        self.buf_targets: list[object] = []  # edge targets not numbered yet (the last edges')
+        self.buf_types: list[int] = []
+        self.buf_names: list[int] = []
+        self.pending = 0  # edges emitted by the node being processed
+        self.ords = Ordinals(0, array("I"))
+
+    # -- edges -------------------------------------------------------------------------------------
+
+    def emit(self, targets: Sequence[object], etype: int, names: Iterable[int]) -> None:
+        """Edges to ``targets``, buffered: they go to the arrays (``fromlist``: one C loop) once the
+        targets have been numbered, a batch at a time."""
+        self.buf_targets.extend(targets)
+        self.buf_types.extend(repeat(etype, len(targets)))
+        self.buf_names.extend(names)
+        self.pending += len(targets)
+        if len(self.buf_targets) >= REFS_STEP:
+            self.flush()
+
+    def emit_mixed(self, targets: Sequence[object], types: Iterable[int], names: Iterable[int]) -> None:
+        self.buf_targets.extend(targets)
+        self.buf_types.extend(types)
+        self.buf_names.extend(names)
+        self.pending += len(targets)
+        if len(self.buf_targets) >= REFS_STEP:
+            self.flush()
+
+    def flush(self) -> None:
+        targets = self.buf_targets
+        for start in range(0, len(targets), REFS_STEP):
+            self.edge_to.fromlist(self.ords.lookup(targets[start : start + REFS_STEP]))
+        self.edge_type.fromlist(self.buf_types)
+        self.edge_name.fromlist(self.buf_names)
+        targets.clear()
+        self.buf_types.clear()
+        self.buf_names.clear()
+
+    def elements(self, items: Sequence[object]) -> None:
+        for start in range(0, len(items), REFS_STEP):
+            part = items[start : start + REFS_STEP]
+            self.emit(part, hn.E_ELEMENT, range(start, start + len(part)))
+
+    def key_name(self, key: str) -> int:
+        found = self.keynames.get(key)
+        if found is None:
+            shown = self.full or hn.looks_like_name(key)
+            found = self.keynames[key] = self.strings.add(key if shown else hn.redacted(key))
+        return found
+
+    def items(self, d: dict[Any, object], *, names_shown: bool = False) -> None:
+        """One edge per entry of ``d``; ``names_shown``: a module's globals, named in full."""
+        keys, values = list(dict.keys(d)), list(dict.values(d))
+        if len(keys) != len(values):  # changed between the two calls: take one consistent copy
+            pairs = list(dict.items(d))
+            keys, values = [k for k, _ in pairs], [v for _, v in pairs]
+        if set(map(type, keys)) <= {str}:
+            add: Callable[[str], int] = self.strings.add if names_shown else self.key_name
+            for start in range(0, len(keys), REFS_STEP):
+                self.emit(
+                    values[start : start + REFS_STEP],
+                    hn.E_PROPERTY,
+                    map(add, keys[start : start + REFS_STEP]),
+                )
+            return
+        key_edge = self.strings.add("(key)")
+        for key, value in zip(keys, values, strict=True):
+            if type(key) is str:
+                self.emit((value,), hn.E_PROPERTY, (self.key_name(key),))
+            else:
+                self.emit_mixed(
+                    (value, key),
+                    (hn.E_PROPERTY, hn.E_INTERNAL),
+                    (self.strings.add(hn.key_label(key)), key_edge),
+                )
+
+    def named(self, refs: list[object], byid: dict[int, str], unnamed_dict: str | None = None) -> None:
+        """``refs`` as edges named through ``byid`` (id of a value → attribute name); others "referent"."""
+        types, names = [], []
+        for ref, found in zip(refs, map(byid.get, map(id, refs)), strict=True):
+            name = unnamed_dict if found is None and type(ref) is dict else found
+            if name is None:
+                types.append(hn.E_INTERNAL)
+                names.append(self.referent)
+            else:
+                types.append(hn.E_INTERNAL if name.startswith("__") else hn.E_PROPERTY)
+                names.append(self.strings.add(name))
+        self.emit_mixed(refs, types, names)
+
+    # -- nodes ---------------------------------------------------------------------------------------
+
+    def instance(self, obj: object, kind: type, info: hn.Kind) -> None:
+        refs = gc.get_referents(obj)
+        byid = {id(kind): "__class__"}
+        attrs = info.attrs
+        if attrs:
+            byid.update(zip(map(id, map(hn.instance_value, repeat(obj), attrs)), attrs, strict=True))
+        if info.misses < 3 and not all(map(byid.__contains__, map(id, refs))):
+            info.misses += 1  # look for the missing names among everything the class's code uses
+            unnamed = set(map(id, refs)).difference(byid)
+            for name in hn.candidates(kind, info):
+                value_id = id(hn.instance_value(obj, name))
+                if value_id in unnamed and name not in attrs:
+                    attrs.append(name)
+                    byid[value_id] = name
+        self.named(refs, byid, "__dict__" if _TYPE_DICTOFFSET.__get__(kind, type) else None)
+
+    def klass(self, cls: type) -> None:
+        byid = {id(_TYPE_MRO.__get__(cls, type)): "__mro__", id(_TYPE_BASES.__get__(cls, type)): "__bases__"}
+        byid[id(_TYPE_BASE.__get__(cls, type))] = "__base__"
+        byid[id(type(cls))] = "__class__"
+        for real in gc.get_referents(TYPE_DICT.__get__(cls, type)):  # the mappingproxy's dict
+            byid[id(real)] = "__dict__"
+        self.named(gc.get_referents(cls), byid)
+
+    def module(self, mod: object, ordinal: int) -> int:
+        """Edges of a module; returns the extra size when its namespace is folded into its node."""
+        ns = namespace(mod)
+        if ns is None:
+            self.named(gc.get_referents(mod), {})
+            return 0
+        if self.ords.alias(ns, ordinal):
+            self.items(ns, names_shown=True)
+            return sys.getsizeof(ns)
+        self.emit((ns,), hn.E_INTERNAL, (self.strings.add("__dict__"),))
+        return 0
+
+    def text_name(self, obj: object) -> int:
+        """A redacted str/bytes node's name: its type and length."""
+        key = (type(obj), len(obj))  # type: ignore[arg-type]
+        found = self.text_names.get(key)
+        if found is None:
+            found = self.text_names[key] = self.strings.add(hn.redacted(obj))
+        return found
+
+    def dicts(self, objs: list[Any]) -> bool:
+        """Small dicts with only str keys, all at once; False (nothing done) for any other group."""
+        keys = list(map(list, map(dict.keys, objs)))
+        values = list(map(list, map(dict.values, objs)))
+        lens = list(map(len, keys))
+        if max(lens) > SMALL or lens != list(map(len, values)):
+            return False
+        flat = list(chain.from_iterable(keys))
+        if not set(map(type, flat)) <= {str}:
+            return False
+        names: list[Any] = list(map(self.keynames.get, flat))
+        if None in names:
+            names = list(map(self.key_name, flat))
+        self.emit(list(chain.from_iterable(values)), hn.E_PROPERTY, names)
+        self.node_edges.extend(lens)
+        return True
+
+    def instances(self, kind: type, info: hn.Kind, objs: list[object]) -> bool:
+        """Instances whose referents match the class's learned layout (attribute values in the class's
+        key order, then the class), all at once; False (nothing done) if any does not match."""
+        refs = list(map(gc.get_referents, objs))
+        if info.layout is None and info.misses < 3:
+            info.misses += 1
+            for obj, found in zip(objs[:8], refs, strict=False):
+                layout = hn.learn_layout(kind, info, obj, found)
+                if layout is not None:
+                    info.layout = (
+                        tuple(map(self.strings.add, layout)),
+                        tuple(hn.edge_type(n) for n in layout),
+                    )
+                    break
+        if info.layout is None:
+            return False
+        names, types = info.layout
+        if set(map(len, refs)) != {len(names)}:
+            return False
+        self.emit_mixed(
+            list(chain.from_iterable(refs)),
+            chain.from_iterable(repeat(types, len(objs))),
+            chain.from_iterable(repeat(names, len(objs))),
+        )
+        self.node_edges.extend(repeat(len(names), len(objs)))
+        return True
