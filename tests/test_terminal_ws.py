@@ -7,6 +7,7 @@ import asyncio
 import json
 import resource
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -253,6 +254,12 @@ async def test_slow_reader_is_dropped_and_memory_stays_bounded(console: Console,
     growth = _rss() - rss_before
     assert growth < 64 * 1024 * 1024, f"RSS grew by {growth >> 20} MiB"
     await term.close()
+    # The dropped session ends by itself (its output goes nowhere now). Wait for it, so its last
+    # prints cannot land on the real stdout once pytest swaps sys.stdout back after the test.
+    deadline = time.monotonic() + 10
+    while any(t.name.startswith("opsconsole-repl-") for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "the dropped REPL session never ended"
+        await asyncio.sleep(0.05)
 
 
 def _rss() -> int:
