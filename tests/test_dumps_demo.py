@@ -3,7 +3,11 @@ threads while the app's main thread spins, and a profile of the spin."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -83,55 +87,55 @@ def test_profile_of_a_spin_puts_the_busy_function_on_top(demo: Demo) -> None:
     assert "busy_spin" in hottest, sorted(counts.items(), key=lambda kv: -kv[1])[:5]
 
 
+def _cli(demo: Demo, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``opsconsole ARGS`` as another process, logged in through the token cache."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPSCONSOLE_")}
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "xdg")
+    cache = tmp_path / "xdg" / "opsconsole" / "tokens.json"
+    if not cache.exists():
+        cache.parent.mkdir(parents=True, mode=0o700)
+        cache.write_text(json.dumps({demo.url: {"token": demo.token, "user": "demo"}}))
+        cache.chmod(0o600)
+    return subprocess.run(
+        [sys.executable, "-m", "opsconsole", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def test_downloaded_snapshot_is_saved_by_the_cli(demo: Demo, tmp_path: Path) -> None:
     # The tracemalloc file itself is checked in test_dumps_http; here the CLI's streaming path.
-    import json
-    import os
-    import subprocess
-    import sys
-
     assert demo.post("/ops/heap/start?frames=1")[0] == 200
     try:
         assert demo.post("/ops/heap/snapshots", {"name": "cli"})[0] == 201
-        env = {k: v for k, v in os.environ.items() if not k.startswith("OPSCONSOLE_")}
-        env["XDG_CONFIG_HOME"] = str(tmp_path / "xdg")
-        (tmp_path / "xdg" / "opsconsole").mkdir(parents=True, mode=0o700)
-        cache = tmp_path / "xdg" / "opsconsole" / "tokens.json"
-        cache.write_text(json.dumps({demo.url: {"token": demo.token, "user": "demo"}}))
-        cache.chmod(0o600)
-        out = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "opsconsole",
-                "dump",
-                demo.url,
-                "snapshot",
-                "--name",
-                "cli",
-                "-o",
-                str(tmp_path / "s"),
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        out = _cli(demo, tmp_path, "dump", demo.url, "snapshot", "--name", "cli", "-o", str(tmp_path / "s"))
         assert out.returncode == 0, out.stderr
         assert (tmp_path / "s").stat().st_size > 0
-        text = subprocess.run(
-            [sys.executable, "-m", "opsconsole", "dump", demo.url, "threads"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        text = _cli(demo, tmp_path, "dump", demo.url, "threads")
         assert text.returncode == 0, text.stderr
         assert "MainThread" in text.stdout
     finally:
         demo.post("/ops/heap/stop")
+
+
+def test_cli_dumps_the_leak_report(demo: Demo, tmp_path: Path) -> None:
+    assert demo.post("/ops/leaks/start?interval=1")[0] == 200
+    try:
+        time.sleep(2.5)  # a couple of samples
+        text = _cli(demo, tmp_path, "dump", demo.url, "leaks")
+        assert text.returncode == 0, text.stderr
+        assert "running every 1 s" in text.stdout
+        data = _cli(demo, tmp_path, "dump", demo.url, "leaks", "--format", "json")
+        assert data.returncode == 0, data.stderr
+        report = json.loads(data.stdout)
+        assert report["running"] is True and report["samples"] >= 1
+        assert report["verdict"] in ("leak", "no_leak", "insufficient_data")
+        assert len(report["history"]["rss"]) == report["samples"]
+    finally:
+        assert demo.post("/ops/leaks/stop")[0] == 200
 
 
 @pytest.mark.asyncio
