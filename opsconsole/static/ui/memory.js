@@ -45,6 +45,12 @@ window.opsMemory = (() => {
     return String(n);
   }
 
+  const TIME_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400];
+
+  function clock(seconds) {
+    return new Date(seconds * 1000).toLocaleTimeString([], { hour12: false });
+  }
+
   function setState(el, text, bad = false) {
     el.textContent = text;
     el.classList.toggle("bad", bad);
@@ -70,12 +76,20 @@ window.opsMemory = (() => {
       legend: { show: true },
       scales: { x: { time: true } },
       axes: [
-        { stroke: "#8b949e", grid: { stroke: "#2d333b" }, ticks: { stroke: "#2d333b" } },
         {
           stroke: "#8b949e",
           grid: { stroke: "#2d333b" },
           ticks: { stroke: "#2d333b" },
-          size: 70,
+          // samples are seconds apart: whole-second ticks, shown as wall-clock time
+          incrs: TIME_STEPS,
+          space: 70,
+          values: (_u, splits) => splits.map(clock),
+        },
+        {
+          stroke: "#8b949e",
+          grid: { stroke: "#2d333b" },
+          ticks: { stroke: "#2d333b" },
+          size: 90,
           values: (_u, splits) => splits.map(valueFormat),
         },
       ],
@@ -97,8 +111,18 @@ window.opsMemory = (() => {
     const h = r.history;
     const t = h.t;
     chart("memory", $("chart-memory"), ["RSS", "traced (tracemalloc)"], [t, h.rss, h.traced], bytes);
-    // The classes the report ranks first (leaking, then fastest growing) that have a history.
-    const names = r.growth.map((g) => g.type).filter((n) => n in h.types).slice(0, TYPES_CHARTED);
+    // Leaking classes first, then the ones that grew most over the window shown. The rates in
+    // the report stay 0 until the trend test has enough samples; the history moves at once.
+    const grew = (n) => {
+      const seen = h.types[n].filter((v) => v != null);
+      return seen.length ? seen[seen.length - 1] - seen[0] : 0;
+    };
+    const leaking = new Set(r.growth.filter((g) => g.leaking).map((g) => g.type));
+    const names = r.growth
+      .map((g) => g.type)
+      .filter((n) => n in h.types)
+      .sort((a, b) => Number(leaking.has(b)) - Number(leaking.has(a)) || grew(b) - grew(a))
+      .slice(0, TYPES_CHARTED);
     const counts = (v) => (Math.abs(v) >= 1e6 ? `${(v / 1e6).toFixed(1)}M` : Math.round(v).toLocaleString());
     chart("types", $("chart-types"), names.length ? names : ["(no class grew)"], [
       t,
