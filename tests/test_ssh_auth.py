@@ -15,7 +15,7 @@ import paramiko
 import pytest
 
 from opsconsole.console import Console
-from opsconsole.errors import InsecureFileError
+from opsconsole.errors import ConsoleError, InsecureFileError
 from opsconsole.transport import ssh_hostkey
 from tests.conftest import console_settings
 from tests.ssh_client import Impostor, paramiko_client, totp_answer
@@ -253,3 +253,21 @@ def test_a_readable_host_key_is_refused(tmp_path: Path, keys_dir: Path, clock: F
     path.chmod(0o644)
     with pytest.raises(InsecureFileError, match="chmod 600"):
         _start(tmp_path, keys_dir, clock, ssh_host_key=path)
+
+
+def test_a_taken_ssh_port_is_a_clear_error_and_nothing_is_left_running(
+    tmp_path: Path, keys_dir: Path, clock: FakeClock
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        console = Console(console_settings(tmp_path, keys_dir, ssh_port=port), clock=clock)
+        with pytest.raises(ConsoleError, match=f"cannot listen for SSH on 127.0.0.1:{port}"):
+            console.start()
+    # nothing half-started holds the state dir or the port: the same settings start cleanly now
+    again = Console(console_settings(tmp_path, keys_dir, ssh_port=port), clock=clock).start()
+    try:
+        assert again.ssh_port == port
+    finally:
+        again.stop()
