@@ -5,6 +5,8 @@ from __future__ import annotations
 import http.client
 import json
 import subprocess
+import threading
+import time
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,3 +129,17 @@ def login_token(url: str, op: Operator, at: float) -> str:
     status, answer = call(url, "POST", "/ops/auth/login", body)
     assert status == 200, answer
     return str(answer["token"])
+
+
+def repl_sessions_ended(timeout: float = 10.0) -> bool:
+    """Wait until no REPL session thread is left (a dropped session ends by itself).
+
+    Tests that drop a printing session wait for this, so its last prints cannot reach the real
+    stdout once pytest swaps ``sys.stdout`` back after the test.
+    """
+    deadline = time.monotonic() + timeout
+    while any(t.name.startswith("opsconsole-repl-") for t in threading.enumerate()):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True

@@ -19,7 +19,7 @@ from opsconsole.errors import ConsoleError, InsecureFileError
 from opsconsole.transport import ssh_hostkey
 from tests.conftest import console_settings
 from tests.ssh_client import Impostor, paramiko_client, totp_answer
-from tests.support import FakeClock, Operator, audit_events
+from tests.support import FakeClock, Operator, audit_events, repl_sessions_ended
 
 
 def _start(tmp_path: Path, keys_dir: Path, clock: FakeClock, **over: Any) -> Console:
@@ -271,3 +271,63 @@ def test_a_taken_ssh_port_is_a_clear_error_and_nothing_is_left_running(
         assert again.ssh_port == port
     finally:
         again.stop()
+
+
+def _shell(console: Console, op: Operator, clock: FakeClock) -> tuple[paramiko.Transport, paramiko.Channel]:
+    transport = paramiko_client(console)
+    _both_factors(transport, op, op.code(clock()))
+    channel = transport.open_session(timeout=5)
+    channel.get_pty(width=100, height=30)
+    channel.invoke_shell()
+    seen = b""
+    deadline = time.monotonic() + 15
+    while b">>>" not in seen:
+        assert time.monotonic() < deadline, seen[-500:]
+        seen += channel.recv(65536)
+    return transport, channel
+
+
+def test_an_idle_shell_is_closed_like_an_idle_browser_session(
+    tmp_path: Path, keys_dir: Path, clock: FakeClock, operators: dict[str, Operator]
+) -> None:
+    console = _start(tmp_path, keys_dir, clock, session_idle_timeout=1)
+    try:
+        transport, channel = _shell(console, operators["alice"], clock)
+        try:
+            seen = b""
+            deadline = time.monotonic() + 10
+            while not channel.closed and time.monotonic() < deadline:
+                seen += channel.recv(65536)
+                if channel.exit_status_ready():
+                    break
+            assert b"session closed: no input for 1 s" in seen
+        finally:
+            transport.close()
+        assert "ssh_session_expired" in _reasons(console)
+    finally:
+        console.stop()
+
+
+def test_a_client_that_stops_reading_is_dropped_and_memory_stays_bounded(
+    ssh_console: Console, operators: dict[str, Operator], clock: FakeClock
+) -> None:
+    transport, channel = _shell(ssh_console, operators["alice"], clock)
+    try:
+        before = _rss()
+        # 100 MB of output; the client never reads again, so its SSH window stays shut.
+        channel.sendall(b"for _ in range(100): print('y' * 1_000_000)\r")
+        deadline = time.monotonic() + 60
+        while "ssh_slow_client" not in _reasons(ssh_console):
+            assert time.monotonic() < deadline, "the stalled client was never dropped"
+            time.sleep(0.25)
+        assert _rss() - before < 64 * 1024 * 1024
+    finally:
+        transport.close()
+    assert repl_sessions_ended(), "the dropped REPL session never ended"
+
+
+def _rss() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0

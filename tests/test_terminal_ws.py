@@ -7,7 +7,6 @@ import asyncio
 import json
 import resource
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import tornado.httpclient
 import tornado.websocket
 
 from opsconsole.console import Console
-from tests.support import FakeClock, Operator, audit_events, call, login_token
+from tests.support import FakeClock, Operator, audit_events, call, login_token, repl_sessions_ended
 from tests.terminal_client import Term
 
 pytestmark = pytest.mark.asyncio
@@ -254,12 +253,7 @@ async def test_slow_reader_is_dropped_and_memory_stays_bounded(console: Console,
     growth = _rss() - rss_before
     assert growth < 64 * 1024 * 1024, f"RSS grew by {growth >> 20} MiB"
     await term.close()
-    # The dropped session ends by itself (its output goes nowhere now). Wait for it, so its last
-    # prints cannot land on the real stdout once pytest swaps sys.stdout back after the test.
-    deadline = time.monotonic() + 10
-    while any(t.name.startswith("opsconsole-repl-") for t in threading.enumerate()):
-        assert time.monotonic() < deadline, "the dropped REPL session never ended"
-        await asyncio.sleep(0.05)
+    assert await asyncio.to_thread(repl_sessions_ended), "the dropped REPL session never ended"
 
 
 def _rss() -> int:

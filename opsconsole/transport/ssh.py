@@ -197,6 +197,8 @@ class SshServer:
                 repl=self._repl,
                 record=self._record,
                 refuse=refuse,
+                idle_timeout=self._settings.session_idle_timeout,
+                max_age=self._settings.session_max_age,
             )
             shells[channel.get_id()] = shell
             shell.start(rows, cols)

@@ -1,10 +1,14 @@
 """The SSH shell channel ↔ one REPL session: the same ReplSession the websocket drives.
 
 Threads: a reader thread per channel (``opsconsole-ssh-read-<id>``) turns channel bytes into
-``feed`` calls; the REPL session thread writes output with ``sendall``, which blocks while the
+``feed`` calls; the REPL session thread writes output with ``send``, which blocks while the
 client's window is full — that is the backpressure, and it only ever blocks the session's own
 thread. A client that takes no output for ``STALL_SECONDS`` has stopped reading: its
 channel is closed, as the websocket drops a stalled client.
+
+The browser session's limits hold for a shell too: no keystroke for ``session_idle_timeout``
+or a connection older than ``session_max_age`` closes it (the reader checks every
+``TICK_SECONDS``), so an unattended terminal does not stay logged in forever.
 
 The REPL already emits ``\\r\\n`` line ends (xterm.js needs them too), so bytes go out as they are.
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import threading
+import time
 from collections.abc import Callable
 
 import paramiko
@@ -26,6 +31,7 @@ from opsconsole.repl.session import ReplSession
 
 _log = log.get("transport.ssh")
 STALL_SECONDS = 5.0
+TICK_SECONDS = 0.5  # how often a quiet channel checks the session's idle and age limits
 READ_SIZE = 32 * 1024
 MAX_ROWS, MAX_COLS = 500, 1000
 VIEWER_REFUSAL = "opsconsole: {user} has the viewer role; the REPL needs the operator role.\r\n"
@@ -48,6 +54,8 @@ class ShellChannel:
         repl: ReplFactory,
         record: Callable[..., None],
         refuse: Callable[..., None],
+        idle_timeout: float,
+        max_age: float,
     ) -> None:
         self._channel = channel
         self._principal = principal
@@ -57,6 +65,8 @@ class ShellChannel:
         self._refuse = refuse
         self._session: ReplSession | None = None
         self._closed = threading.Event()
+        self._idle_timeout, self._max_age = idle_timeout, max_age
+        self._started = self._last_input = time.monotonic()
 
     def start(self, rows: int, cols: int) -> None:
         # The shell request's reply goes out after this returns, so nothing is sent from here:
@@ -79,7 +89,7 @@ class ShellChannel:
 
     def _run(self, rows: int, cols: int) -> None:
         user = self._principal.user
-        self._channel.settimeout(STALL_SECONDS)
+        self._channel.settimeout(TICK_SECONDS)
         if not self._principal.has("operator"):
             self._refuse("ssh_viewer_shell", user=user, session=self._session_id)
             self._send(VIEWER_REFUSAL.format(user=user).encode())
@@ -109,13 +119,29 @@ class ShellChannel:
             try:
                 data = self._channel.recv(READ_SIZE)
             except TimeoutError:
-                continue  # the timeout is for sends; an operator may think for a while
+                if self._expired():
+                    break
+                continue
             except OSError:
                 data = b""
             if not data:  # the client went away: end the session
                 break
+            self._last_input = time.monotonic()  # typing is activity, as on the websocket
             session.feed(decoder.decode(data))
         session.close()
+
+    def _expired(self) -> bool:
+        # The browser's session limits hold here too: idle (no keystroke) and absolute age.
+        now = time.monotonic()
+        if now - self._last_input > self._idle_timeout:
+            why = f"no input for {self._idle_timeout:g} s"
+        elif now - self._started > self._max_age:
+            why = f"open for {self._max_age:g} s"
+        else:
+            return False
+        self._refuse("ssh_session_expired", user=self._principal.user, session=self._session_id, why=why)
+        self._send(f"\r\nopsconsole: session closed: {why}.\r\n".encode())
+        return True
 
     # -- the REPL session thread ------------------------------------------------------------------
 
@@ -123,15 +149,21 @@ class ShellChannel:
         self._send(text.encode("utf-8", "replace"))
 
     def _send(self, data: bytes) -> None:
-        if self._closed.is_set():
-            return
-        try:
-            self._channel.sendall(data)
-        except TimeoutError:
-            self._refuse("ssh_slow_client", user=self._principal.user, session=self._session_id)
-            self._close_channel()
-        except OSError:
-            self._close_channel()  # the connection is gone; the reader thread ends the session
+        # Blocks while the client's window is full; a client that takes nothing for
+        # STALL_SECONDS has stopped reading. The channel timeout is short (the reader polls the
+        # session limits with it), so a timeout here only means "no progress yet".
+        offset = 0
+        deadline = time.monotonic() + STALL_SECONDS
+        while offset < len(data) and not self._closed.is_set():
+            try:
+                offset += self._channel.send(data[offset : offset + READ_SIZE])
+                deadline = time.monotonic() + STALL_SECONDS
+            except TimeoutError:
+                if time.monotonic() > deadline:
+                    self._refuse("ssh_slow_client", user=self._principal.user, session=self._session_id)
+                    self._close_channel()
+            except OSError:
+                self._close_channel()  # the connection is gone; the reader thread ends the session
 
     def _finish(self, status: int) -> None:
         # the REPL session thread (or the reader thread when no session started): the REPL ended
