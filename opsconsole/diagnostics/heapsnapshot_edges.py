@@ -14,6 +14,7 @@ import sys
 from array import array
 from collections.abc import Callable, Iterable, Sequence
 from itertools import chain, repeat
+from operator import is_
 from typing import Any
 
 from opsconsole.diagnostics import heapsnapshot_names as hn
@@ -46,13 +47,10 @@ class Edges:
         "keynames",
         "kinds",
         "node_edges",
-        "node_id",
-        "node_name",
+        "node_label",
         "node_size",
-        "node_type",
         "ords",
         "pending",
-        "position",
         "referent",
         "strings",
         "text_names",
@@ -65,10 +63,9 @@ class Edges:
         self.kinds: dict[int, hn.Kind] = {}  # by id(class): hashing a class could run host code
         self.keynames: dict[str, int] = {}  # str dict key → its edge name's index (after redaction)
         self.text_names: dict[tuple[type, int], int] = {}  # redacted str/bytes name by (kind, length)
-        self.node_type, self.node_name, self.node_size = array("B"), array("I"), array("I")
-        self.node_edges = array("I")
-        self.node_id = array("I")  # by file position (the ids table is by number)
-        self.position = array("I")  # file position by number
+        # by ordinal, which is also the node's place in the file (ids: ``ords.ids``)
+        self.node_label = array("I")  # name << 4 | type (see ``label``): the row's start, cached as text
+        self.node_size, self.node_edges = array("I"), array("I")
         self.edge_type, self.edge_name, self.edge_to = _edges()
         self.buf_targets: list[object] = []  # edge targets not numbered yet (the last edges')
         self.buf_types: list[int] = []
@@ -203,30 +200,51 @@ class Edges:
             found = self.text_names[key] = self.strings.add(hn.redacted(obj))
         return found
 
+    def sequences(self, objs: list[Any], how: int) -> bool:
+        """Lists, tuples and sets: ``element`` edges by index. Small ones all at once, without a list
+        per object (each would be a young GC object: enough of them trigger a full collection)."""
+        lens = list(map(len, objs))
+        if max(lens) <= SMALL:
+            try:
+                flat = list(chain.from_iterable(objs))
+            except RuntimeError:  # a set changed size meanwhile
+                flat = []
+            if len(flat) == sum(lens):  # else a list changed meanwhile: copy each one below
+                self.emit(flat, hn.E_ELEMENT, chain.from_iterable(map(range, lens)))
+                self.node_edges.fromlist(lens)
+                return True
+        copies: list[Any] = objs if how == hn.TUPLE else list(map(list, objs))
+        for part in copies:
+            self.elements(part)
+        self.node_edges.fromlist(list(map(len, copies)))
+        return True
+
     def dicts(self, objs: list[Any]) -> bool:
         """Small dicts with only str keys, all at once; False (nothing done) for any other group."""
-        keys = list(map(list, map(dict.keys, objs)))
-        values = list(map(list, map(dict.values, objs)))
-        lens = list(map(len, keys))
-        if max(lens) > SMALL or lens != list(map(len, values)):
+        lens = list(map(len, objs))
+        if max(lens) > SMALL:
             return False
-        flat = list(chain.from_iterable(keys))
-        if not set(map(type, flat)) <= {str}:
+        try:
+            flat = list(chain.from_iterable(objs))  # the keys
+            values = list(chain.from_iterable(map(dict.values, objs)))
+        except RuntimeError:  # a dict changed size meanwhile
+            return False
+        if not len(flat) == len(values) == sum(lens) or not set(map(type, flat)) <= {str}:
             return False
         names: list[Any] = list(map(self.keynames.get, flat))
         if None in names:
             names = list(map(self.key_name, flat))
-        self.emit(list(chain.from_iterable(values)), hn.E_PROPERTY, names)
-        self.node_edges.extend(lens)
+        self.emit(values, hn.E_PROPERTY, names)
+        self.node_edges.fromlist(lens)
         return True
 
     def instances(self, kind: type, info: hn.Kind, objs: list[object]) -> bool:
         """Instances whose referents match the class's learned layout (attribute values in the class's
         key order, then the class), all at once; False (nothing done) if any does not match."""
-        refs = list(map(gc.get_referents, objs))
         if info.layout is None and info.misses < 3:
             info.misses += 1
-            for obj, found in zip(objs[:8], refs, strict=False):
+            for obj in objs[:8]:
+                found = gc.get_referents(obj)
                 layout = hn.learn_layout(kind, info, obj, found)
                 if layout is not None:
                     info.layout = (
@@ -237,10 +255,14 @@ class Edges:
         if info.layout is None:
             return False
         names, types = info.layout
-        if set(map(len, refs)) != {len(names)}:
+        # One call for the group; each instance's referents end with its class, so a run of the right
+        # length with the class at every ``len(names)``-th place has the layout's shape throughout.
+        refs = gc.get_referents(*objs)
+        k = len(names)
+        if len(refs) != k * len(objs) or not all(map(is_, refs[k - 1 :: k], repeat(kind))):
             return False
         self.emit_mixed(
-            list(chain.from_iterable(refs)),
+            refs,
             chain.from_iterable(repeat(types, len(objs))),
             chain.from_iterable(repeat(names, len(objs))),
         )

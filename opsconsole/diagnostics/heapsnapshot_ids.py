@@ -26,7 +26,7 @@ import threading
 from array import array
 from collections import deque
 from itertools import compress, repeat
-from operator import and_, getitem, lshift, not_, or_, rshift, setitem
+from operator import and_, getitem, not_, or_, rshift, setitem
 from typing import Any
 
 from opsconsole.errors import DiagnosticsError
@@ -67,7 +67,7 @@ def _page_number(hi: int) -> int:
 class Ordinals:
     """Ordinals (from ``first`` on) and ids of the objects of one export, in the order they were found."""
 
-    __slots__ = ("_maps", "_tables", "count", "first", "ids", "objects")
+    __slots__ = ("_id_base", "_maps", "_tables", "count", "first", "ids", "objects")
 
     def __init__(self, first: int, ids: array[int]) -> None:
         self.first = first
@@ -78,9 +78,10 @@ class Ordinals:
             int, Any
         ] = {}  # uint32 memoryviews  # page (address >> PAGE_SHIFT) → ordinal per slot
         self._maps: list[tuple[mmap.mmap, memoryview]] = []
+        self._id_base: dict[int, int] = {}  # page → its page number << 16: an id is that plus the slot
 
     def _table(self, hi: int) -> Any:
-        _page_number(hi)
+        self._id_base[hi] = _page_number(hi) << 16
         mapped = mmap.mmap(-1, _TABLE_BYTES, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         raw = memoryview(mapped)
         table = self._tables[hi] = raw.cast("I")
@@ -88,7 +89,7 @@ class Ordinals:
         return table
 
     def lookup(self, objs: list[object]) -> list[int]:
-        """The ordinal of each object; objects not seen before are numbered now, in order."""
+        """The ordinal of each object; objects not seen before are numbered now (see ``_number``)."""
         addrs = list(map(id, objs))
         his = list(map(rshift, addrs, repeat(PAGE_SHIFT)))
         tables: list[Any]
@@ -100,24 +101,26 @@ class Ordinals:
             tables = list(map(self._tables.__getitem__, his))
         slots = list(map(and_, map(rshift, addrs, repeat(SLOT_SHIFT)), repeat(SLOT_MASK)))
         found: list[int] = list(map(getitem, tables, slots))
-        if 0 not in found:
-            return found
-        mask = list(map(not_, found))
-        fresh = dict(zip(compress(addrs, mask), compress(objs, mask), strict=True))  # one entry per object
-        new_addrs = list(fresh)
-        new_his = list(map(rshift, new_addrs, repeat(PAGE_SHIFT)))
-        new_slots = list(map(and_, map(rshift, new_addrs, repeat(SLOT_SHIFT)), repeat(SLOT_MASK)))
+        if 0 in found:
+            self._number(list(compress(objs, map(not_, found))))
+            found = list(map(getitem, tables, slots))
+        return found
+
+    def _number(self, objs: list[object]) -> None:
+        """Give the next ordinals to ``objs`` (each once), grouped by class: the walk visits objects in
+        ordinal order, and runs of one class are what it handles a group at a time."""
+        fresh = list(dict(zip(map(id, objs), objs, strict=True)).values())
+        kinds = list(map(id, map(type, fresh)))
+        if len(set(kinds)) > 1:
+            fresh = list(map(fresh.__getitem__, sorted(range(len(fresh)), key=kinds.__getitem__)))
+        addrs = list(map(id, fresh))
+        his = list(map(rshift, addrs, repeat(PAGE_SHIFT)))
+        slots = list(map(and_, map(rshift, addrs, repeat(SLOT_SHIFT)), repeat(SLOT_MASK)))
         start = self.count
-        deque(
-            map(setitem, map(self._tables.__getitem__, new_his), new_slots, range(start, start + len(fresh))),
-            0,
-        )
-        self.objects.extend(fresh.values())
-        self.ids.fromlist(
-            list(map(or_, map(lshift, map(_pages.__getitem__, new_his), repeat(16)), new_slots))
-        )
+        deque(map(setitem, map(self._tables.__getitem__, his), slots, range(start, start + len(fresh))), 0)
+        self.objects.extend(fresh)
+        self.ids.fromlist(list(map(or_, map(self._id_base.__getitem__, his), slots)))
         self.count += len(fresh)
-        return list(map(getitem, tables, slots))
 
     def alias(self, obj: object, ordinal: int) -> bool:
         """Make ``obj`` map to an existing node (a module's namespace folds into the module's node).

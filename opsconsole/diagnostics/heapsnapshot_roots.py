@@ -61,12 +61,9 @@ class Roots:
             "(other roots)",
             "(gc objects)",
         ]
-        w.node_type.extend(repeat(hn.N_SYNTHETIC, self.count))
-        w.node_name.extend(map(add, labels))
+        w.node_label.extend(map(hn.label, map(add, labels), repeat(hn.N_SYNTHETIC)))
         w.node_size.extend(repeat(0, self.count))
         w.node_edges.extend(repeat(0, self.count))
-        w.node_id.extend(self.ids)
-        w.position.extend(range(self.count))
         edges: Edges = (array("B"), array("I"), array("I"))
 
         def link(node: int, targets: list[object], etype: int, names: list[int]) -> list[int]:

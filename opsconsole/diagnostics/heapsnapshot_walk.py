@@ -6,9 +6,9 @@ node per frame of every other thread with its locals, "(other roots)" → the ap
 everything in the file is reachable from node 0. Untracked objects (str, int, ...) are reached through
 their referrers. The result is flat arrays (a few bytes per node and per edge), no per-node objects;
 see ``heapsnapshot_ids`` for the numbering. Objects are processed a chunk at a time in the order they
-were numbered, grouped by class within a chunk (most of the work is then a few C calls per group);
-the processing order is their order in the file (``position`` maps number → position), so each node's
-edges come out together, in node order, as the format wants.
+were numbered, which is their order in the file, so each node's edges come out together, in node
+order, as the format wants; each batch of new objects is numbered grouped by class, so a chunk is a
+few runs of one class each (most of the work is then a few C calls per run).
 
 How Python holds things, and how it shows: a list or tuple has ``element`` edges by index; a dict has
 one ``property`` edge per str key (the key names the edge; non-str keys get a ``[key]`` edge to the
@@ -31,16 +31,16 @@ import gc
 import sys
 import time
 from array import array
-from collections import Counter, deque
 from collections.abc import Collection
 from dataclasses import dataclass
-from itertools import chain, repeat
+from itertools import compress, pairwise, repeat
+from operator import is_not
 from types import FrameType
 from typing import Any
 
 from opsconsole.diagnostics import census
 from opsconsole.diagnostics import heapsnapshot_names as hn
-from opsconsole.diagnostics.heapsnapshot_edges import SMALL, Edges
+from opsconsole.diagnostics.heapsnapshot_edges import Edges
 from opsconsole.diagnostics.heapsnapshot_ids import Ordinals, reset_if_nearly_full
 from opsconsole.diagnostics.heapsnapshot_roots import Roots
 from opsconsole.diagnostics.refchain_roots import gather_roots
@@ -54,19 +54,17 @@ MAX_FRAMES = 10_000  # frame nodes under "(threads)" (synthetic ids stay below 6
 class Graph:
     """A walked heap: node fields by ordinal, edges grouped by node (in ``edge_parts`` order)."""
 
-    node_type: array[int]
-    node_name: array[int]
+    node_label: array[int]  # name << 4 | type
     node_id: array[int]
     node_size: array[int]
     node_edges: array[int]
-    position: array[int]  # file position of each node by the number edges refer to it with
     edge_parts: tuple[tuple[array[int], array[int], array[int]], ...]  # (type, name or index, to ordinal)
     strings: list[str]
     ids_restarted: bool  # the id table was full and started over: ids differ from earlier exports
 
     @property
     def node_count(self) -> int:
-        return len(self.node_type)
+        return len(self.node_label)
 
     @property
     def edge_count(self) -> int:
@@ -77,31 +75,21 @@ class _Walk(Edges):
     __slots__ = ()
 
     def process(self, chunk: list[object], first: int) -> None:
-        """One step: the nodes numbered ``first .. first + len(chunk) - 1``, grouped by class so that most
-        of the work is a few C calls per group; they take the next positions in the file in that order."""
-        n = len(chunk)
+        """One step: the nodes numbered ``first .. first + len(chunk) - 1``, in order. Objects are numbered
+        in runs of one class (``Ordinals``), and each run is handled a group at a time."""
         kinds = list(map(type, chunk))
-        kind_ids = list(map(id, kinds))
-        order = sorted(range(n), key=kind_ids.__getitem__)
-        objs = list(map(chunk.__getitem__, order))
-        base = len(self.node_type)
-        pos = [0] * n
-        deque(map(pos.__setitem__, order, range(base, base + n)), 0)
-        self.position.fromlist(pos)  # file position by number: edges' to_node
-        ordinals = [first + i for i in order]
-        self.node_id.fromlist(list(map(self.ords.ids.__getitem__, ordinals)))
-        sizes = hn.safe_sizes(objs)
-        start = 0
-        for _, size in sorted(Counter(kind_ids).items()):  # the groups, in the order of ``order``
-            kind = kinds[order[start]]
+        n = len(chunk)
+        cuts = [0, *compress(range(1, n), map(is_not, kinds[1:], kinds)), n]
+        sizes = hn.safe_sizes(chunk)
+        for start, stop in pairwise(cuts):
+            kind = kinds[start]
             info = self.kinds.get(id(kind))
             if info is None:
                 info = self.kinds[id(kind)] = hn.Kind(kind, self.strings)
-            group = objs[start : start + size]
+            group = chunk[start:stop]
             if not self.group(kind, info, group):
-                for i, obj in enumerate(group):
-                    sizes[start + i] += self.one(obj, kind, info, ordinals[start + i])
-            start += size
+                for i, obj in enumerate(group, start):
+                    sizes[i] += self.one(obj, kind, info, first + i)
         if max(sizes) > 0xFFFFFFFF:
             sizes = [min(s, 0xFFFFFFFF) for s in sizes]
         self.node_size.fromlist(sizes)
@@ -110,31 +98,22 @@ class _Walk(Edges):
         """Nodes and edges of a group of objects of one class, all at once when their shape allows;
         False when the edges are left to ``one`` (the nodes' type and name are in either way)."""
         m = len(objs)
-        self.node_type.fromlist([info.node_type] * m)
         if info.name >= 0:
-            self.node_name.fromlist([info.name] * m)
-        elif info.node_type == hn.N_STRING and not self.full:
-            self.node_name.fromlist(list(map(self.text_name, objs)))
+            self.node_label.fromlist([hn.label(info.name, info.node_type)] * m)
         else:
-            self.node_name.extend(
-                map(self.strings.add, map(hn.object_name, objs, repeat(kind), repeat(self.full)))
-            )
+            if info.node_type == hn.N_STRING and not self.full:
+                names = list(map(self.text_name, objs))
+            else:
+                names = list(
+                    map(self.strings.add, map(hn.object_name, objs, repeat(kind), repeat(self.full)))
+                )
+            self.node_label.fromlist(list(map(hn.label, names, repeat(info.node_type))))
         how = info.how
         if how == hn.ATOM:
             self.node_edges.fromlist([0] * m)
             return True
         if how in (hn.LIST, hn.TUPLE, hn.MEMBERS):
-            items: list[Any] = objs if how == hn.TUPLE else list(map(list, objs))  # lists: a copy
-            lens = list(map(len, items))
-            if max(lens) <= SMALL:
-                self.emit(
-                    list(chain.from_iterable(items)), hn.E_ELEMENT, chain.from_iterable(map(range, lens))
-                )
-            else:
-                for part in items:
-                    self.elements(part)
-            self.node_edges.fromlist(lens)
-            return True
+            return self.sequences(objs, how)
         if how == hn.DICT:
             return self.dicts(objs)
         return how == hn.INSTANCE and self.instances(kind, info, objs)
@@ -161,7 +140,7 @@ class _Walk(Edges):
 
     def drain(self) -> None:
         """Process every numbered node not processed yet, a chunk at a time, until none is left."""
-        done = len(self.node_type)
+        done = len(self.node_label)
         ords = self.ords
         rested = time.perf_counter()
         while done < ords.count or self.buf_targets:
@@ -202,12 +181,10 @@ def _run(w: _Walk, extra: tuple[tuple[str, object], ...], exclude_threads: Colle
     roots.gc_pass((syn_type, syn_name, syn_to), _own_ids(w, roots))
     w.drain()
     return Graph(
-        w.node_type,
-        w.node_name,
-        w.node_id,
+        w.node_label,
+        w.ords.ids,
         w.node_size,
         w.node_edges,
-        w.position,
         ((syn_type, syn_name, syn_to), (w.edge_type, w.edge_name, w.edge_to)),
         w.strings.items,
         restarted,
