@@ -29,6 +29,12 @@ _TYPE_BASE = vars(type)["__base__"]
 _TYPE_DICTOFFSET = vars(type)["__dictoffset__"]
 
 
+def label(name: int, node_type: int) -> int:
+    """A node's name (index into the strings) and type in one int: few distinct values, whose text
+    the writer caches (``NODE_TYPES`` fit in 4 bits)."""
+    return name << 4 | node_type
+
+
 def _edges() -> tuple[array[int], array[int], array[int]]:
     return array("B"), array("I"), array("I")
 

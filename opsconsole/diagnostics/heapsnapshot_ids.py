@@ -11,7 +11,11 @@ value int); here both come from the object's address instead:
   therefore stable while the object lives, unique, below 2**32 and at least 65536 (smaller ids are the
   synthetic nodes'; memlab treats ids 0 and 1 as roots).
 * The ordinal of each object seen so far sits in a per-page uint32 table (0: not seen yet) in an
-  anonymous mmap: pages of the table that no object maps to are never touched and cost no RSS.
+  anonymous mmap: pages of the table that no object maps to are never touched and cost no RSS. On a
+  dense heap every table page is touched, so a slot covers 32 bytes (4 bytes of table per 32 of heap).
+  Two objects less than 32 bytes apart need a 16-byte one among them: pymalloc keeps those in pools
+  of their own, so they only neighbour each other, and the few static ones (``None``...) are marked
+  in advance. Such a slot holds ``SHARED`` and its objects' ordinals are in a dict by address.
 
 Lookups are vectorised: a batch of objects goes through a few ``map`` calls in C, and only objects
 never seen before reach the (also vectorised) numbering step. Every numbered object is kept alive in
@@ -32,10 +36,14 @@ from typing import Any
 from opsconsole.errors import DiagnosticsError
 
 PAGE_SHIFT = 20  # 1 MiB of address space per page
-SLOT_SHIFT = 4  # 16 bytes per slot: the smallest Python object
+SLOT_SHIFT = 5  # 32 bytes of address per table slot
 SLOT_MASK = (1 << (PAGE_SHIFT - SLOT_SHIFT)) - 1
+ID_MASK = (1 << (PAGE_SHIFT - 4)) - 1  # ids: 16 bytes (the smallest object) per id
 MAX_PAGES = 0xFFFF  # page numbers 1..65535: ids stay below 2**32
-_TABLE_BYTES = 4 << (PAGE_SHIFT - SLOT_SHIFT)  # one uint32 per slot: 256 KiB of (lazily backed) mmap
+_TABLE_BYTES = 4 << (PAGE_SHIFT - SLOT_SHIFT)  # one uint32 per slot: 128 KiB of (lazily backed) mmap
+SHARED = 0xFFFFFFFF  # a slot whose objects' ordinals are in ``Ordinals._shared``
+_BASICSIZE: Any = vars(type)["__basicsize__"]
+_STATIC_SMALL = (None, NotImplemented, Ellipsis)  # 16-byte objects outside pymalloc's pools
 
 # address >> PAGE_SHIFT → page number, for the life of the process, so node ids are stable across
 # exports. Bounded: 65535 pages of 1 MiB; an export that starts with the table nearly full resets it.
@@ -67,18 +75,24 @@ def _page_number(hi: int) -> int:
 class Ordinals:
     """Ordinals (from ``first`` on) and ids of the objects of one export, in the order they were found."""
 
-    __slots__ = ("_id_base", "_maps", "_tables", "count", "first", "ids", "objects")
+    __slots__ = ("_id_base", "_maps", "_shared", "_tables", "count", "first", "ids", "objects")
 
     def __init__(self, first: int, ids: array[int]) -> None:
         self.first = first
         self.count = first  # the next ordinal to hand out
         self.ids = ids  # node ids by ordinal; the caller put the synthetic nodes' ids first
         self.objects: list[object] = []  # ordinal - first → the object, kept alive until the end
-        self._tables: dict[
-            int, Any
-        ] = {}  # uint32 memoryviews  # page (address >> PAGE_SHIFT) → ordinal per slot
+        self._tables: dict[int, Any] = {}  # page (address >> PAGE_SHIFT) → uint32 ordinal per slot
         self._maps: list[tuple[mmap.mmap, memoryview]] = []
-        self._id_base: dict[int, int] = {}  # page → its page number << 16: an id is that plus the slot
+        self._id_base: dict[int, int] = {}  # page → its page number << 16: an id is that plus 16-byte slot
+        self._shared: dict[int, int] = {}  # address → ordinal of the objects in SHARED slots
+        for obj in _STATIC_SMALL:
+            table, slot = self._slot(id(obj))
+            table[slot] = SHARED
+
+    def _slot(self, addr: int) -> tuple[Any, int]:
+        hi = addr >> PAGE_SHIFT
+        return self._tables.get(hi) or self._table(hi), (addr >> SLOT_SHIFT) & SLOT_MASK
 
     def _table(self, hi: int) -> Any:
         self._id_base[hi] = _page_number(hi) << 16
@@ -104,35 +118,58 @@ class Ordinals:
         if 0 in found:
             self._number(list(compress(objs, map(not_, found))))
             found = list(map(getitem, tables, slots))
+        if SHARED in found:  # None is one of these: a few C calls, not a loop
+            where = list(compress(range(len(found)), map(SHARED.__eq__, found)))
+            shared = list(map(addrs.__getitem__, where))
+            missing = set(shared).difference(self._shared)
+            if missing:
+                self._number([obj for obj, addr in zip(objs, addrs, strict=True) if addr in missing])
+            deque(map(found.__setitem__, where, map(self._shared.__getitem__, shared)), 0)
         return found
 
     def _number(self, objs: list[object]) -> None:
         """Give the next ordinals to ``objs`` (each once), grouped by class: the walk visits objects in
         ordinal order, and runs of one class are what it handles a group at a time."""
         fresh = list(dict(zip(map(id, objs), objs, strict=True)).values())
-        kinds = list(map(id, map(type, fresh)))
-        if len(set(kinds)) > 1:
-            fresh = list(map(fresh.__getitem__, sorted(range(len(fresh)), key=kinds.__getitem__)))
+        kinds = list(map(type, fresh))
+        kind_ids = list(map(id, kinds))
+        if len(set(kind_ids)) > 1:
+            order = sorted(range(len(fresh)), key=kind_ids.__getitem__)
+            fresh, kinds = list(map(fresh.__getitem__, order)), list(map(kinds.__getitem__, order))
+            kind_ids = list(map(kind_ids.__getitem__, order))
         addrs = list(map(id, fresh))
         his = list(map(rshift, addrs, repeat(PAGE_SHIFT)))
+        tables = list(map(self._tables.__getitem__, his))
         slots = list(map(and_, map(rshift, addrs, repeat(SLOT_SHIFT)), repeat(SLOT_MASK)))
         start = self.count
-        deque(map(setitem, map(self._tables.__getitem__, his), slots, range(start, start + len(fresh))), 0)
         self.objects.extend(fresh)
-        self.ids.fromlist(list(map(or_, map(self._id_base.__getitem__, his), slots)))
+        direct = list(map(not_, map(getitem, tables, slots)))  # a slot of its own
+        small = {i for i, k in dict(zip(kind_ids, kinds, strict=True)).items() if _BASICSIZE.__get__(k) <= 16}
+        if small:
+            direct = list(map(and_, direct, map(not_, map(small.__contains__, kind_ids))))
+        ordinals = range(start, start + len(fresh))
+        deque(map(setitem, compress(tables, direct), compress(slots, direct), compress(ordinals, direct)), 0)
+        for i in compress(ordinals, map(not_, direct)):  # a 16-byte object, or a slot taken: rare
+            table, slot = tables[i - start], slots[i - start]
+            held = table[slot]
+            if held not in (0, SHARED):  # the object there moves to the dict
+                self._shared[id(self.objects[held - self.first])] = held
+            table[slot] = SHARED
+            self._shared[addrs[i - start]] = i
+        idslots = map(and_, map(rshift, addrs, repeat(4)), repeat(ID_MASK))
+        self.ids.fromlist(list(map(or_, map(self._id_base.__getitem__, his), idslots)))
         self.count += len(fresh)
 
     def alias(self, obj: object, ordinal: int) -> bool:
         """Make ``obj`` map to an existing node (a module's namespace folds into the module's node).
         False if ``obj`` already has a node of its own."""
-        addr = id(obj)
-        hi = addr >> PAGE_SHIFT
-        table = self._tables.get(hi) or self._table(hi)
-        slot = (addr >> SLOT_SHIFT) & SLOT_MASK
-        if table[slot] not in (0, ordinal):
-            return False
-        table[slot] = ordinal
-        return True
+        table, slot = self._slot(id(obj))
+        held: int = table[slot]
+        if held == SHARED:
+            held = self._shared.setdefault(id(obj), ordinal)
+        elif held == 0:
+            table[slot] = held = ordinal
+        return held == ordinal
 
     def object_at(self, ordinal: int) -> object:
         return self.objects[ordinal - self.first]

@@ -43,13 +43,6 @@ EDGE_TYPES = ("context", "element", "property", "internal", "hidden", "shortcut"
 N_STRING, N_OBJECT, N_CODE, N_CLOSURE, N_NUMBER, N_SYNTHETIC = 2, 3, 4, 5, 7, 9
 E_ELEMENT, E_PROPERTY, E_INTERNAL = 1, 2, 3
 
-
-def label(name: int, node_type: int) -> int:
-    """A node's name (index into the strings) and type in one int: few distinct values, whose text
-    the writer caches (``NODE_TYPES`` fit in 4 bits)."""
-    return name << 4 | node_type
-
-
 _TYPE_QUALNAME: Any = vars(type)["__qualname__"]
 _FUNC_QUALNAME: Any = vars(types.FunctionType)["__qualname__"]
 _CODE_QUALNAME: Any = vars(types.CodeType)["co_qualname"]

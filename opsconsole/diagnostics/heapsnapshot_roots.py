@@ -19,6 +19,7 @@ from operator import not_
 from typing import TYPE_CHECKING
 
 from opsconsole.diagnostics import heapsnapshot_names as hn
+from opsconsole.diagnostics.heapsnapshot_edges import label
 from opsconsole.diagnostics.refchain_labels import namespace
 from opsconsole.diagnostics.refchain_roots import RootSet
 
@@ -61,7 +62,7 @@ class Roots:
             "(other roots)",
             "(gc objects)",
         ]
-        w.node_label.extend(map(hn.label, map(add, labels), repeat(hn.N_SYNTHETIC)))
+        w.node_label.extend(map(label, map(add, labels), repeat(hn.N_SYNTHETIC)))
         w.node_size.extend(repeat(0, self.count))
         w.node_edges.extend(repeat(0, self.count))
         edges: Edges = (array("B"), array("I"), array("I"))

@@ -40,7 +40,7 @@ from typing import Any
 
 from opsconsole.diagnostics import census
 from opsconsole.diagnostics import heapsnapshot_names as hn
-from opsconsole.diagnostics.heapsnapshot_edges import Edges
+from opsconsole.diagnostics.heapsnapshot_edges import Edges, label
 from opsconsole.diagnostics.heapsnapshot_ids import Ordinals, reset_if_nearly_full
 from opsconsole.diagnostics.heapsnapshot_roots import Roots
 from opsconsole.diagnostics.refchain_roots import gather_roots
@@ -99,7 +99,7 @@ class _Walk(Edges):
         False when the edges are left to ``one`` (the nodes' type and name are in either way)."""
         m = len(objs)
         if info.name >= 0:
-            self.node_label.fromlist([hn.label(info.name, info.node_type)] * m)
+            self.node_label.fromlist([label(info.name, info.node_type)] * m)
         else:
             if info.node_type == hn.N_STRING and not self.full:
                 names = list(map(self.text_name, objs))
@@ -107,7 +107,7 @@ class _Walk(Edges):
                 names = list(
                     map(self.strings.add, map(hn.object_name, objs, repeat(kind), repeat(self.full)))
                 )
-            self.node_label.fromlist(list(map(hn.label, names, repeat(info.node_type))))
+            self.node_label.fromlist(list(map(label, names, repeat(info.node_type))))
         how = info.how
         if how == hn.ATOM:
             self.node_edges.fromlist([0] * m)
