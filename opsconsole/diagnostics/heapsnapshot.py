@@ -2,7 +2,7 @@
 
 ``HeapSnapshot`` walks the heap (``heapsnapshot_walk``) when iteration starts, then yields the JSON
 document in chunks of bytes: the transport writes each one out, and the document never exists whole
-in memory. The walk keeps a few flat arrays (about 20 bytes per node plus 9 per edge) and its id
+in memory. The walk keeps a few flat arrays (16 bytes per node plus 9 per edge) and its id
 tables; the text is made from them a slice at a time.
 
 The format (what Chrome's Memory tab and memlab read): ``snapshot.meta`` names the fields; each node
