@@ -2,7 +2,7 @@
 
 ``HeapSnapshot`` walks the heap (``heapsnapshot_walk``) when iteration starts, then yields the JSON
 document in chunks of bytes: the transport writes each one out, and the document never exists whole
-in memory. The walk keeps a few flat arrays (16 bytes per node plus 9 per edge) and its id
+in memory. The walk keeps a few flat arrays (16 bytes per node plus 8 per edge) and its id
 tables; the text is made from them a slice at a time.
 
 The format (what Chrome's Memory tab and memlab read): ``snapshot.meta`` names the fields; each node
@@ -22,7 +22,7 @@ import json
 import os
 import time
 from array import array
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from itertools import repeat
 from operator import mul
@@ -40,7 +40,7 @@ Contents = Literal["redacted", "full"]
 
 _NODE_ROW = "%s%d,%d,%d,0,0"  # "type,name," cached; trace_node_id and detachedness are always 0
 HEADS = 1 << 16  # node heads cached at most (the cache starts over when full)
-_EDGE_ROW = "%d,%d,%d"
+_EDGE_ROW = "%s%d"  # "type,name_or_index," cached, then to_node
 
 
 @functools.lru_cache(maxsize=8)
@@ -124,14 +124,22 @@ def _meta(graph: Graph) -> str:
     return '{"snapshot":' + json.dumps(head, separators=(",", ":")) + ",\n"
 
 
-def _heads(cache: dict[int, str], labels: array[int]) -> list[str]:
-    """The text of each node label: ``%s`` of a cached str is much cheaper than two ``%d``."""
+def _node_head(label: int) -> str:
+    return f"{label & 15},{label >> 4},"
+
+
+def _edge_head(label: int) -> str:
+    return f"{label & 7},{label >> 3},"
+
+
+def _heads(cache: dict[int, str], labels: array[int], head: Callable[[int], str]) -> list[str]:
+    """The text of each label ("type,name,"): ``%s`` of a cached str is much cheaper than two ``%d``."""
     found = list(map(cache.get, labels))
     if None in found:
         if len(cache) > HEADS:
             cache.clear()
-        for label in set(labels).difference(cache):
-            cache[label] = f"{label & 15},{label >> 4},"
+        for key in set(labels).difference(cache):
+            cache[key] = head(key)
         found = list(map(cache.__getitem__, labels))
     return found  # type: ignore[return-value]
 
@@ -143,20 +151,20 @@ def _document(graph: Graph) -> Iterator[str]:
     for start in range(0, n, ROWS):
         stop = min(n, start + ROWS)
         fields: list[object] = [0] * (4 * (stop - start))  # the varying fields, interleaved in C
-        fields[0::4] = _heads(heads, graph.node_label[start:stop])
+        fields[0::4] = _heads(heads, graph.node_label[start:stop], _node_head)
         fields[1::4] = graph.node_id[start:stop]
         fields[2::4] = graph.node_size[start:stop]
         fields[3::4] = graph.node_edges[start:stop]
         yield ("," if start else "") + _rows(_NODE_ROW, stop - start) % tuple(fields) + "\n"
     yield '],\n"edges":['
     first = True
-    for types, names, targets in graph.edge_parts:
-        for start in range(0, len(types), ROWS):
-            stop = min(len(types), start + ROWS)
-            fields = [0] * (3 * (stop - start))
-            fields[0::3] = types[start:stop]
-            fields[1::3] = names[start:stop]
-            fields[2::3] = list(map(mul, targets[start:stop], repeat(7)))
+    heads.clear()  # edge label → "type,name_or_index,"
+    for labels, targets in graph.edge_parts:
+        for start in range(0, len(labels), ROWS):
+            stop = min(len(labels), start + ROWS)
+            fields = [0] * (2 * (stop - start))
+            fields[0::2] = _heads(heads, labels[start:stop], _edge_head)
+            fields[1::2] = list(map(mul, targets[start:stop], repeat(7)))
             yield ("" if first else ",") + _rows(_EDGE_ROW, stop - start) % tuple(fields) + "\n"
             first = False
     yield '],\n"trace_function_infos":[],\n"trace_tree":[],\n"samples":[],\n"locations":[],\n"strings":['

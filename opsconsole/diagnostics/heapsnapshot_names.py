@@ -19,6 +19,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
+from opsconsole.diagnostics.builtin_attrs import BUILTIN_ATTRS, builtin_attr
 from opsconsole.diagnostics.census import type_name
 from opsconsole.diagnostics.refchain_labels import _MISSING, _attribute_names, _class_attr, namespace
 
@@ -53,43 +54,7 @@ ATOM, LIST, TUPLE, DICT, MODULE, CLASS, INSTANCE, PROBED, MEMBERS, OTHER = range
 _CLOSURE_IDS = frozenset(
     map(id, (types.FunctionType, types.BuiltinFunctionType, types.MethodType, types.MethodWrapperType))
 )
-# Attributes read through CPython's own getsets to name the referents of builtin kinds.
-PROBES: dict[type, tuple[str, ...]] = {
-    types.FunctionType: (
-        "__code__",
-        "__globals__",
-        "__builtins__",
-        "__closure__",
-        "__defaults__",
-        "__kwdefaults__",
-        "__name__",
-        "__qualname__",
-        "__module__",
-        "__doc__",
-        "__dict__",
-        "__annotations__",
-    ),
-    types.MethodType: ("__self__", "__func__"),
-    types.BuiltinFunctionType: ("__self__",),
-    staticmethod: ("__func__",),
-    classmethod: ("__func__",),
-    property: ("fget", "fset", "fdel", "__doc__"),
-    types.TracebackType: ("tb_frame", "tb_next"),
-    types.FrameType: ("f_back", "f_code", "f_globals", "f_builtins", "f_trace"),
-    types.CellType: ("cell_contents",),
-    types.CodeType: (
-        "co_code",
-        "co_consts",
-        "co_names",
-        "co_filename",
-        "co_name",
-        "co_qualname",
-        "co_linetable",
-    ),
-    types.GeneratorType: ("gi_code", "gi_frame"),
-    types.CoroutineType: ("cr_code", "cr_frame"),
-    types.AsyncGeneratorType: ("ag_code", "ag_frame"),
-}
+PROBES = BUILTIN_ATTRS  # named referents of builtin kinds (read through CPython's own getsets)
 
 
 class Strings:
@@ -188,7 +153,7 @@ class Kind:
         self.candidates: list[str] | None = None  # INSTANCE: attribute_candidates(kind), once needed
         # INSTANCE: edge names and types of an instance holding every attribute the class's instances
         # usually hold (learned from one), in the order CPython visits them; None until learned
-        self.layout: tuple[tuple[int, ...], tuple[int, ...]] | None = None
+        self.layout: tuple[int, ...] | None = None  # edge labels
         found = _EXACT.get(id(kind))
         if found is not None:
             self.how, self.node_type, by_class = found
@@ -206,10 +171,7 @@ def probe_names(obj: object, probes: tuple[str, ...]) -> dict[int, str]:
     """id of each probed attribute's value → the attribute's name (builtin kinds: C getsets only)."""
     found: dict[int, str] = {}
     for name in probes:
-        try:
-            value = getattr(obj, name, _MISSING)
-        except ValueError:  # an empty cell
-            continue
+        value = builtin_attr(obj, name, _MISSING)
         if value is not _MISSING:
             found.setdefault(id(value), name)
     return found

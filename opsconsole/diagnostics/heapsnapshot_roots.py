@@ -19,14 +19,14 @@ from operator import not_
 from typing import TYPE_CHECKING
 
 from opsconsole.diagnostics import heapsnapshot_names as hn
-from opsconsole.diagnostics.heapsnapshot_edges import label
+from opsconsole.diagnostics.heapsnapshot_edges import edge_labels, element_labels, label
 from opsconsole.diagnostics.refchain_labels import namespace
 from opsconsole.diagnostics.refchain_roots import RootSet
 
 if TYPE_CHECKING:
     from opsconsole.diagnostics.heapsnapshot_walk import _Walk
 
-Edges = tuple["array[int]", "array[int]", "array[int]"]
+Edges = tuple["array[int]", "array[int]"]  # (label, to ordinal): see ``heapsnapshot_edges``
 
 
 class Roots:
@@ -65,22 +65,20 @@ class Roots:
         w.node_label.extend(map(label, map(add, labels), repeat(hn.N_SYNTHETIC)))
         w.node_size.extend(repeat(0, self.count))
         w.node_edges.extend(repeat(0, self.count))
-        edges: Edges = (array("B"), array("I"), array("I"))
+        edges: Edges = (array("I"), array("I"))
 
         def link(node: int, targets: list[object], etype: int, names: list[int]) -> list[int]:
             ordinals: list[int] = []
             for start in range(0, len(targets), 10_000):
                 ordinals.extend(w.ords.lookup(targets[start : start + 10_000]))
-            edges[0].extend(repeat(etype, len(targets)))
-            edges[1].extend(names)
-            edges[2].extend(ordinals)
+            edges[0].extend(edge_labels(names, etype))
+            edges[1].extend(ordinals)
             w.node_edges[node] = len(targets)
             return ordinals
 
         link_to_synthetic = [1, 2, other, gc_node]
-        edges[0].extend(repeat(hn.E_ELEMENT, 4))
-        edges[1].extend(range(4))
-        edges[2].extend(link_to_synthetic)
+        edges[0].extend(element_labels(0, 4))
+        edges[1].extend(link_to_synthetic)
         w.node_edges[0] = 4
         names: list[int] = []
         mods: list[object] = []
@@ -92,9 +90,8 @@ class Roots:
             globals_ = namespace(module)
             if globals_ is not None:
                 w.ords.alias(globals_, ordinal)  # before anything else can reach the namespace on its own
-        edges[0].extend(repeat(hn.E_ELEMENT, f))
-        edges[1].extend(range(f))
-        edges[2].extend(range(3, 3 + f))
+        edges[0].extend(element_labels(0, f))
+        edges[1].extend(range(3, 3 + f))
         w.node_edges[2] = f
         for i, (_, local_vars) in enumerate(self.frames):
             keys = [k if isinstance(k, str) else repr(k) for k in local_vars]
@@ -118,7 +115,6 @@ class Roots:
             del part
             time.sleep(0)
         found = w.ords.count - start
-        edges[0].extend(repeat(hn.E_ELEMENT, found))
-        edges[1].extend(range(found))
-        edges[2].extend(range(start, start + found))
+        edges[0].extend(element_labels(0, found))
+        edges[1].extend(range(start, start + found))
         w.node_edges[self.count - 1] = found

@@ -42,6 +42,7 @@ from opsconsole.diagnostics import census
 from opsconsole.diagnostics import heapsnapshot_names as hn
 from opsconsole.diagnostics.heapsnapshot_edges import Edges, label
 from opsconsole.diagnostics.heapsnapshot_ids import Ordinals, reset_if_nearly_full
+from opsconsole.diagnostics.heapsnapshot_kinds import Kinds
 from opsconsole.diagnostics.heapsnapshot_roots import Roots
 from opsconsole.diagnostics.refchain_roots import gather_roots
 
@@ -58,7 +59,7 @@ class Graph:
     node_id: array[int]
     node_size: array[int]
     node_edges: array[int]
-    edge_parts: tuple[tuple[array[int], array[int], array[int]], ...]  # (type, name or index, to ordinal)
+    edge_parts: tuple[tuple[array[int], array[int]], ...]  # (label: see ``edge_label``, to ordinal)
     strings: list[str]
     ids_restarted: bool  # the id table was full and started over: ids differ from earlier exports
 
@@ -71,7 +72,7 @@ class Graph:
         return sum(len(part[0]) for part in self.edge_parts)
 
 
-class _Walk(Edges):
+class _Walk(Kinds):
     __slots__ = ()
 
     def process(self, chunk: list[object], first: int) -> None:
@@ -134,7 +135,7 @@ class _Walk(Edges):
             self.klass(obj)
         else:
             refs = gc.get_referents(obj)
-            self.emit(refs, hn.E_INTERNAL, repeat(self.referent, len(refs)))
+            self.emit(refs, repeat(self.referent, len(refs)))
         self.node_edges.append(self.pending)
         return extra
 
@@ -176,16 +177,16 @@ def _run(w: _Walk, extra: tuple[tuple[str, object], ...], exclude_threads: Colle
     restarted = reset_if_nearly_full()
     roots = Roots(w, gather_roots(None, True, extra, exclude_threads), MAX_FRAMES)
     w.ords = Ordinals(roots.count, roots.ids)
-    syn_type, syn_name, syn_to = roots.seed()
+    synthetic = roots.seed()
     w.drain()
-    roots.gc_pass((syn_type, syn_name, syn_to), _own_ids(w, roots))
+    roots.gc_pass(synthetic, _own_ids(w, roots))
     w.drain()
     return Graph(
         w.node_label,
         w.ords.ids,
         w.node_size,
         w.node_edges,
-        ((syn_type, syn_name, syn_to), (w.edge_type, w.edge_name, w.edge_to)),
+        (synthetic, (w.edge_label, w.edge_to)),
         w.strings.items,
         restarted,
     )

@@ -12,6 +12,7 @@ import sys
 import types
 from typing import Any
 
+from opsconsole.diagnostics.builtin_attrs import BUILTIN_ATTRS, builtin_attr
 from opsconsole.diagnostics.census import type_name
 
 # Descriptors of CPython's own types, called directly so that reading a module's or a class's
@@ -27,27 +28,6 @@ _PLAIN_GET = (types.FunctionType, staticmethod, classmethod, types.BuiltinFuncti
 _SIMPLE_KEYS = (str, bytes, int, float, bool, type(None))
 _SIZED = (str, bytes, bytearray, list, tuple, dict, set, frozenset)
 _RUNNING = (types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType)
-# Attributes of CPython's own types, read through their C getsets (no host code); the frame
-# attribute of generators and coroutines comes second, _builtin_attr_label relies on it.
-_ATTRS: dict[type, list[str]] = {
-    types.FunctionType: [
-        "__code__",
-        "__globals__",
-        "__builtins__",
-        "__closure__",
-        "__defaults__",
-        "__kwdefaults__",
-    ],
-    types.MethodType: ["__self__", "__func__"],
-    staticmethod: ["__func__"],
-    classmethod: ["__func__"],
-    property: ["fget", "fset", "fdel"],
-    types.TracebackType: ["tb_frame", "tb_next"],
-    types.FrameType: ["f_back", "f_code", "f_globals", "f_builtins", "f_trace"],
-    types.GeneratorType: ["gi_code", "gi_frame"],
-    types.CoroutineType: ["cr_code", "cr_frame"],
-    types.AsyncGeneratorType: ["ag_code", "ag_frame"],
-}
 _EXC_ATTRS = ("args", "__traceback__", "__context__", "__cause__")
 
 
@@ -202,11 +182,11 @@ def _container_label(parent: object, child: object) -> str | None:
 
 def _builtin_attr_label(parent: object, child: object) -> str | None:
     kind = type(parent)
-    for name in _ATTRS.get(kind, ()):  # CPython's own getsets: no host code runs
-        if getattr(parent, name, None) is child:
+    for name in BUILTIN_ATTRS.get(kind, ()):  # CPython's own getsets: no host code runs
+        if builtin_attr(parent, name, None) is child:
             return f".{name}"
     if kind in _RUNNING:
-        return _frame_local(getattr(parent, _ATTRS[kind][1], None), child)
+        return _frame_local(builtin_attr(parent, BUILTIN_ATTRS[kind][1], None), child)
     if isinstance(parent, BaseException):
         for name in _EXC_ATTRS:
             if vars(BaseException)[name].__get__(parent, kind) is child:

@@ -1,0 +1,142 @@
+"""The edges of each kind of object in a ``.heapsnapshot``: instances, classes, modules, containers.
+
+``Kinds`` adds to the walk's state (``heapsnapshot_edges``) the edges of one object of a kind, or of a
+group of objects of one class at once when their shape allows (small lists, tuples, sets and dicts,
+instances with a learned attribute layout): then the work is a few C calls per group, not per object.
+Nothing here runs host code (see ``heapsnapshot_names``). Runs on the thread doing the export.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+from collections.abc import Sequence
+from itertools import chain, repeat
+from operator import is_, mul
+from typing import Any
+
+from opsconsole.diagnostics import heapsnapshot_names as hn
+from opsconsole.diagnostics.heapsnapshot_edges import EDGE_SHIFT, Edges, edge_label
+from opsconsole.diagnostics.refchain_labels import TYPE_DICT, namespace
+
+SMALL = 64  # containers up to this size are handled a group at a time
+_TYPE_MRO = vars(type)["__mro__"]
+_TYPE_BASES = vars(type)["__bases__"]
+_TYPE_BASE = vars(type)["__base__"]
+_TYPE_DICTOFFSET = vars(type)["__dictoffset__"]
+
+
+def _element_runs(lens: Sequence[int]) -> chain[int]:
+    """The element labels of containers of these lengths, back to back (0 .. len - 1 for each)."""
+    step = 1 << EDGE_SHIFT
+    return chain.from_iterable(map(range, repeat(hn.E_ELEMENT), map(mul, lens, repeat(step)), repeat(step)))
+
+
+class Kinds(Edges):
+    __slots__ = ()
+
+    def instance(self, obj: object, kind: type, info: hn.Kind) -> None:
+        refs = gc.get_referents(obj)
+        byid = {id(kind): "__class__"}
+        attrs = info.attrs
+        if attrs:
+            byid.update(zip(map(id, map(hn.instance_value, repeat(obj), attrs)), attrs, strict=True))
+        if info.misses < 3 and not all(map(byid.__contains__, map(id, refs))):
+            info.misses += 1  # look for the missing names among everything the class's code uses
+            unnamed = set(map(id, refs)).difference(byid)
+            for name in hn.candidates(kind, info):
+                value_id = id(hn.instance_value(obj, name))
+                if value_id in unnamed and name not in attrs:
+                    attrs.append(name)
+                    byid[value_id] = name
+        self.named(refs, byid, "__dict__" if _TYPE_DICTOFFSET.__get__(kind, type) else None)
+
+    def klass(self, cls: type) -> None:
+        byid = {id(_TYPE_MRO.__get__(cls, type)): "__mro__", id(_TYPE_BASES.__get__(cls, type)): "__bases__"}
+        byid[id(_TYPE_BASE.__get__(cls, type))] = "__base__"
+        byid[id(type(cls))] = "__class__"
+        for real in gc.get_referents(TYPE_DICT.__get__(cls, type)):  # the mappingproxy's dict
+            byid[id(real)] = "__dict__"
+        self.named(gc.get_referents(cls), byid)
+
+    def module(self, mod: object, ordinal: int) -> int:
+        """Edges of a module; returns the extra size when its namespace is folded into its node."""
+        ns = namespace(mod)
+        if ns is None:
+            self.named(gc.get_referents(mod), {})
+            return 0
+        if self.ords.alias(ns, ordinal):
+            self.items(ns, names_shown=True)
+            return sys.getsizeof(ns)
+        self.emit((ns,), (edge_label(self.strings.add("__dict__"), hn.E_INTERNAL),))
+        return 0
+
+    def text_name(self, obj: object) -> int:
+        """A redacted str/bytes node's name: its type and length."""
+        key = (type(obj), len(obj))  # type: ignore[arg-type]
+        found = self.text_names.get(key)
+        if found is None:
+            found = self.text_names[key] = self.strings.add(hn.redacted(obj))
+        return found
+
+    def sequences(self, objs: list[Any], how: int) -> bool:
+        """Lists, tuples and sets: ``element`` edges by index. Small ones all at once, without a list
+        per object (each would be a young GC object: enough of them trigger a full collection)."""
+        lens = list(map(len, objs))
+        if max(lens) <= SMALL:
+            try:
+                flat = list(chain.from_iterable(objs))
+            except RuntimeError:  # a set changed size meanwhile
+                flat = []
+            if len(flat) == sum(lens):  # else a list changed meanwhile: copy each one below
+                self.emit(flat, _element_runs(lens))
+                self.node_edges.fromlist(lens)
+                return True
+        copies: list[Any] = objs if how == hn.TUPLE else list(map(list, objs))
+        for part in copies:
+            self.elements(part)
+        self.node_edges.fromlist(list(map(len, copies)))
+        return True
+
+    def dicts(self, objs: list[Any]) -> bool:
+        """Small dicts with only str keys, all at once; False (nothing done) for any other group."""
+        lens = list(map(len, objs))
+        if max(lens) > SMALL:
+            return False
+        try:
+            flat = list(chain.from_iterable(objs))  # the keys
+            values = list(chain.from_iterable(map(dict.values, objs)))
+        except RuntimeError:  # a dict changed size meanwhile
+            return False
+        if not len(flat) == len(values) == sum(lens) or not set(map(type, flat)) <= {str}:
+            return False
+        labels: list[Any] = list(map(self.keynames.get, flat))
+        if None in labels:
+            labels = list(map(self.key_name, flat))
+        self.emit(values, labels)
+        self.node_edges.fromlist(lens)
+        return True
+
+    def instances(self, kind: type, info: hn.Kind, objs: list[object]) -> bool:
+        """Instances whose referents match the class's learned layout (attribute values in the class's
+        key order, then the class), all at once; False (nothing done) if any does not match."""
+        if info.layout is None and info.misses < 3:
+            info.misses += 1
+            for obj in objs[:8]:
+                found = gc.get_referents(obj)
+                layout = hn.learn_layout(kind, info, obj, found)
+                if layout is not None:
+                    info.layout = tuple(edge_label(self.strings.add(n), hn.edge_type(n)) for n in layout)
+                    break
+        if info.layout is None:
+            return False
+        labels = info.layout
+        # One call for the group; each instance's referents end with its class, so a run of the right
+        # length with the class at every ``len(labels)``-th place has the layout's shape throughout.
+        refs = gc.get_referents(*objs)
+        k = len(labels)
+        if len(refs) != k * len(objs) or not all(map(is_, refs[k - 1 :: k], repeat(kind))):
+            return False
+        self.emit(refs, chain.from_iterable(repeat(labels, len(objs))))
+        self.node_edges.extend(repeat(k, len(objs)))
+        return True
