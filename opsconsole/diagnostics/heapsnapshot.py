@@ -22,13 +22,14 @@ import json
 import os
 import time
 from array import array
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from itertools import repeat
-from operator import mul
+from operator import and_, mul, rshift
 from pathlib import Path
 from typing import Literal
 
+from opsconsole.diagnostics.heapsnapshot_edges import EDGE_SHIFT
 from opsconsole.diagnostics.heapsnapshot_names import EDGE_TYPES, NODE_TYPES, string_literals
 from opsconsole.diagnostics.heapsnapshot_walk import Graph, walk
 
@@ -39,7 +40,7 @@ STRINGS_BYTES = 1 << 20  # string-table text per chunk, roughly
 Contents = Literal["redacted", "full"]
 
 _NODE_ROW = "%s%d,%d,%d,0,0"  # "type,name," cached; trace_node_id and detachedness are always 0
-HEADS = 1 << 16  # node heads cached at most (the cache starts over when full)
+HEADS = 1 << 16  # row heads cached at most
 _EDGE_ROW = "%s%d"  # "type,name_or_index," cached, then to_node
 
 
@@ -124,23 +125,22 @@ def _meta(graph: Graph) -> str:
     return '{"snapshot":' + json.dumps(head, separators=(",", ":")) + ",\n"
 
 
-def _node_head(label: int) -> str:
-    return f"{label & 15},{label >> 4},"
-
-
-def _edge_head(label: int) -> str:
-    return f"{label & 7},{label >> 3},"
-
-
-def _heads(cache: dict[int, str], labels: array[int], head: Callable[[int], str]) -> list[str]:
-    """The text of each label ("type,name,"): ``%s`` of a cached str is much cheaper than two ``%d``."""
+def _heads(cache: dict[int, str], labels: array[int], shift: int) -> list[str]:
+    """The text of each label ("type,name,", the type in its low ``shift`` bits): ``%s`` of a cached
+    str is much cheaper than two ``%d``. Labels met once (the indexes of a big list's elements) are
+    formatted, in C, without filling the cache."""
     found = list(map(cache.get, labels))
     if None in found:
-        if len(cache) > HEADS:
-            cache.clear()
-        for key in set(labels).difference(cache):
-            cache[key] = head(key)
-        found = list(map(cache.__getitem__, labels))
+        missing = list(set(labels).difference(cache))
+        texts = map(
+            "{},{},".format, map(and_, missing, repeat((1 << shift) - 1)), map(rshift, missing, repeat(shift))
+        )
+        fresh = dict(zip(missing, texts, strict=True))
+        if len(cache) + len(fresh) <= HEADS:
+            cache.update(fresh)
+            found = list(map(cache.__getitem__, labels))
+        else:
+            found = list(map(fresh.get, labels, found))
     return found  # type: ignore[return-value]
 
 
@@ -151,7 +151,7 @@ def _document(graph: Graph) -> Iterator[str]:
     for start in range(0, n, ROWS):
         stop = min(n, start + ROWS)
         fields: list[object] = [0] * (4 * (stop - start))  # the varying fields, interleaved in C
-        fields[0::4] = _heads(heads, graph.node_label[start:stop], _node_head)
+        fields[0::4] = _heads(heads, graph.node_label[start:stop], 4)
         fields[1::4] = graph.node_id[start:stop]
         fields[2::4] = graph.node_size[start:stop]
         fields[3::4] = graph.node_edges[start:stop]
@@ -163,7 +163,7 @@ def _document(graph: Graph) -> Iterator[str]:
         for start in range(0, len(labels), ROWS):
             stop = min(len(labels), start + ROWS)
             fields = [0] * (2 * (stop - start))
-            fields[0::2] = _heads(heads, labels[start:stop], _edge_head)
+            fields[0::2] = _heads(heads, labels[start:stop], EDGE_SHIFT)
             fields[1::2] = list(map(mul, targets[start:stop], repeat(7)))
             yield ("" if first else ",") + _rows(_EDGE_ROW, stop - start) % tuple(fields) + "\n"
             first = False

@@ -12,18 +12,20 @@ import gc
 import sys
 from collections.abc import Sequence
 from itertools import chain, repeat
-from operator import is_, mul
+from operator import attrgetter, is_, lshift, mul, or_
 from typing import Any
 
 from opsconsole.diagnostics import heapsnapshot_names as hn
+from opsconsole.diagnostics.builtin_attrs import builtin_attr
 from opsconsole.diagnostics.heapsnapshot_edges import EDGE_SHIFT, Edges, edge_label
-from opsconsole.diagnostics.refchain_labels import TYPE_DICT, namespace
+from opsconsole.diagnostics.refchain_labels import _MISSING, TYPE_DICT, namespace
 
 SMALL = 64  # containers up to this size are handled a group at a time
 _TYPE_MRO = vars(type)["__mro__"]
 _TYPE_BASES = vars(type)["__bases__"]
 _TYPE_BASE = vars(type)["__base__"]
 _TYPE_DICTOFFSET = vars(type)["__dictoffset__"]
+_OWNER_SHIFT = 64  # (place in a group << 64) | id(value): a key per object and value (ids are < 2**64)
 
 
 def _element_runs(lens: Sequence[int]) -> chain[int]:
@@ -139,4 +141,26 @@ class Kinds(Edges):
             return False
         self.emit(refs, chain.from_iterable(repeat(labels, len(objs))))
         self.node_edges.extend(repeat(k, len(objs)))
+        return True
+
+    def probed(self, info: hn.Kind, objs: list[object]) -> bool:
+        """Builtin kinds with named attributes (functions, code, cells...), a group at a time: each
+        referent is named by the first probed attribute of its own object that holds it, looked up by
+        (place in the group, id of the value), so the whole group is a few C calls per attribute."""
+        refs = list(map(gc.get_referents, objs))
+        lens = list(map(len, refs))
+        names: dict[int, int] = {}  # (place << 64 | id(value)) → the edge's label
+        places = range(len(objs))
+        for name in reversed(info.probes):  # the first name that holds a value names its edge
+            try:
+                values = list(map(attrgetter(name), objs))
+            except (AttributeError, ValueError):  # unset, or an empty cell
+                values = list(map(builtin_attr, objs, repeat(name), repeat(_MISSING)))
+            keys = map(or_, map(lshift, places, repeat(_OWNER_SHIFT)), map(id, values))
+            names.update(zip(keys, repeat(edge_label(self.strings.add(name), hn.edge_type(name)))))
+        flat = list(chain.from_iterable(refs))
+        owners = chain.from_iterable(map(repeat, places, lens))
+        keys = map(or_, map(lshift, owners, repeat(_OWNER_SHIFT)), map(id, flat))
+        self.emit(flat, list(map(names.get, keys, repeat(self.referent))))
+        self.node_edges.fromlist(lens)
         return True

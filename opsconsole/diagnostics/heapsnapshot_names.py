@@ -19,7 +19,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from opsconsole.diagnostics.builtin_attrs import BUILTIN_ATTRS, builtin_attr
+from opsconsole.diagnostics.builtin_attrs import BUILTIN_ATTRS
 from opsconsole.diagnostics.census import type_name
 from opsconsole.diagnostics.refchain_labels import _MISSING, _attribute_names, _class_attr, namespace
 
@@ -165,16 +165,6 @@ class Kind:
             self.how = INSTANCE if kind.__flags__ & _HEAPTYPE else OTHER
             self.node_type, by_class = N_OBJECT, True
         self.name = strings.add(type_name(kind)) if by_class else -1
-
-
-def probe_names(obj: object, probes: tuple[str, ...]) -> dict[int, str]:
-    """id of each probed attribute's value → the attribute's name (builtin kinds: C getsets only)."""
-    found: dict[int, str] = {}
-    for name in probes:
-        value = builtin_attr(obj, name, _MISSING)
-        if value is not _MISSING:
-            found.setdefault(id(value), name)
-    return found
 
 
 def instance_value(obj: object, name: str) -> object:

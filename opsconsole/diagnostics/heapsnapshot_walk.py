@@ -117,6 +117,8 @@ class _Walk(Kinds):
             return self.sequences(objs, how)
         if how == hn.DICT:
             return self.dicts(objs)
+        if how == hn.PROBED:
+            return self.probed(info, objs)
         return how == hn.INSTANCE and self.instances(kind, info, objs)
 
     def one(self, obj: Any, kind: type, info: hn.Kind, ordinal: int) -> int:
@@ -127,8 +129,6 @@ class _Walk(Kinds):
             self.items(obj)
         elif how == hn.INSTANCE:
             self.instance(obj, kind, info)
-        elif how == hn.PROBED:
-            self.named(gc.get_referents(obj), hn.probe_names(obj, info.probes))
         elif how == hn.MODULE:
             extra = self.module(obj, ordinal)
         elif how == hn.CLASS:
