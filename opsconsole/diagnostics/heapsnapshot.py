@@ -25,7 +25,7 @@ from array import array
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from itertools import repeat
-from operator import and_, mul, rshift
+from operator import and_, rshift
 from pathlib import Path
 from typing import Literal
 
@@ -42,6 +42,8 @@ Contents = Literal["redacted", "full"]
 _NODE_ROW = "%s%d,%d,%d,0,0"  # "type,name," cached; trace_node_id and detachedness are always 0
 HEADS = 1 << 16  # row heads cached at most
 _EDGE_ROW = "%s%d"  # "type,name_or_index," cached, then to_node
+_NODE_ROW_FULL = "%d,%d,%d,%d,%d,0,0"
+_EDGE_ROW_FULL = "%d,%d,%d"
 
 
 @functools.lru_cache(maxsize=8)
@@ -125,23 +127,33 @@ def _meta(graph: Graph) -> str:
     return '{"snapshot":' + json.dumps(head, separators=(",", ":")) + ",\n"
 
 
-def _heads(cache: dict[int, str], labels: array[int], shift: int) -> list[str]:
+def _heads(cache: dict[int, str], labels: array[int], shift: int) -> list[str] | None:
     """The text of each label ("type,name,", the type in its low ``shift`` bits): ``%s`` of a cached
-    str is much cheaper than two ``%d``. Labels met once (the indexes of a big list's elements) are
-    formatted, in C, without filling the cache."""
+    str is much cheaper than two ``%d``. None when many labels are new (the indexes of a big list's
+    elements, met once each): such rows are cheaper formatted in full, and stay out of the cache."""
     found = list(map(cache.get, labels))
     if None in found:
-        missing = list(set(labels).difference(cache))
-        texts = map(
-            "{},{},".format, map(and_, missing, repeat((1 << shift) - 1)), map(rshift, missing, repeat(shift))
+        missing = set(labels).difference(cache)
+        if len(missing) > len(labels) // 4:
+            return None
+        if len(cache) + len(missing) > HEADS:
+            cache.clear()
+        mask = (1 << shift) - 1
+        cache.update(
+            zip(
+                missing,
+                map("{},{},".format, map(and_, missing, repeat(mask)), map(rshift, missing, repeat(shift))),
+                strict=True,
+            )
         )
-        fresh = dict(zip(missing, texts, strict=True))
-        if len(cache) + len(fresh) <= HEADS:
-            cache.update(fresh)
-            found = list(map(cache.__getitem__, labels))
-        else:
-            found = list(map(fresh.get, labels, found))
+        found = list(map(cache.__getitem__, labels))
     return found  # type: ignore[return-value]
+
+
+def _split(fields: list[object], at: int, step: int, labels: array[int], shift: int) -> None:
+    """Labels as their two fields (type, then name), for rows formatted in full."""
+    fields[at::step] = map(and_, labels, repeat((1 << shift) - 1))
+    fields[at + 1 :: step] = map(rshift, labels, repeat(shift))
 
 
 def _document(graph: Graph) -> Iterator[str]:
@@ -150,22 +162,34 @@ def _document(graph: Graph) -> Iterator[str]:
     heads: dict[int, str] = {}  # node label → "type,name," (a few thousand distinct ones)
     for start in range(0, n, ROWS):
         stop = min(n, start + ROWS)
-        fields: list[object] = [0] * (4 * (stop - start))  # the varying fields, interleaved in C
-        fields[0::4] = _heads(heads, graph.node_label[start:stop], 4)
-        fields[1::4] = graph.node_id[start:stop]
-        fields[2::4] = graph.node_size[start:stop]
-        fields[3::4] = graph.node_edges[start:stop]
-        yield ("," if start else "") + _rows(_NODE_ROW, stop - start) % tuple(fields) + "\n"
+        labels = graph.node_label[start:stop]
+        found = _heads(heads, labels, 4)
+        k, row = (4, _NODE_ROW) if found is not None else (5, _NODE_ROW_FULL)
+        fields: list[object] = [0] * (k * (stop - start))  # the varying fields, interleaved in C
+        if found is None:
+            _split(fields, 0, k, labels, 4)
+        else:
+            fields[0::k] = found
+        fields[k - 3 :: k] = graph.node_id[start:stop]
+        fields[k - 2 :: k] = graph.node_size[start:stop]
+        fields[k - 1 :: k] = graph.node_edges[start:stop]
+        yield ("," if start else "") + _rows(row, stop - start) % tuple(fields) + "\n"
     yield '],\n"edges":['
     first = True
     heads.clear()  # edge label → "type,name_or_index,"
-    for labels, targets in graph.edge_parts:
-        for start in range(0, len(labels), ROWS):
-            stop = min(len(labels), start + ROWS)
-            fields = [0] * (2 * (stop - start))
-            fields[0::2] = _heads(heads, labels[start:stop], EDGE_SHIFT)
-            fields[1::2] = list(map(mul, targets[start:stop], repeat(7)))
-            yield ("" if first else ",") + _rows(_EDGE_ROW, stop - start) % tuple(fields) + "\n"
+    for edge_labels, targets in graph.edge_parts:
+        for start in range(0, len(edge_labels), ROWS):
+            stop = min(len(edge_labels), start + ROWS)
+            labels = edge_labels[start:stop]
+            found = _heads(heads, labels, EDGE_SHIFT)
+            k, row = (2, _EDGE_ROW) if found is not None else (3, _EDGE_ROW_FULL)
+            fields = [0] * (k * (stop - start))
+            if found is None:
+                _split(fields, 0, k, labels, EDGE_SHIFT)
+            else:
+                fields[0::k] = found
+            fields[k - 1 :: k] = targets[start:stop]  # to_node: already ordinal × 7
+            yield ("" if first else ",") + _rows(row, stop - start) % tuple(fields) + "\n"
             first = False
     yield '],\n"trace_function_infos":[],\n"trace_tree":[],\n"samples":[],\n"locations":[],\n"strings":['
     strings = graph.strings

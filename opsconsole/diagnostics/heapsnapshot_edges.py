@@ -4,10 +4,10 @@ The state of a walk (its node and edge arrays, string table, caches) lives in ``
 each kind of object are made in ``heapsnapshot_kinds``, and the walk itself (``heapsnapshot_walk``)
 adds the order in which objects are visited. An edge is two ints: its **label** (name or index << 3 |
 type, see ``edge_label``: few distinct values, so the writer caches each one's text) and the target's
-ordinal. Edge types and names: ``element`` edges by index for lists, tuples and sets; ``property``
-edges named by dict key or attribute; ``internal`` edges for ``__class__``, ``__dict__``, ``(key)``
-and unnamed "referent"s. Nothing here runs host code (see ``heapsnapshot_names``). Runs on the thread
-doing the export.
+node index (ordinal × 7, as ``to_node`` wants it). Edge types and names: ``element`` edges by index
+for lists, tuples and sets; ``property`` edges named by dict key or attribute; ``internal`` edges for
+``__class__``, ``__dict__``, ``(key)`` and unnamed "referent"s. Nothing here runs host code (see
+``heapsnapshot_names``). Runs on the thread doing the export.
 """
 
 from __future__ import annotations

@@ -10,12 +10,13 @@ value int); here both come from the object's address instead:
   (``_pages``, kept for the life of the process), and ``id = page_number << 16 | slot``. The id is
   therefore stable while the object lives, unique, below 2**32 and at least 65536 (smaller ids are the
   synthetic nodes'; memlab treats ids 0 and 1 as roots).
-* The ordinal of each object seen so far sits in a per-page uint32 table (0: not seen yet) in an
+* The node index of each object seen so far (ordinal × 7: what an edge's ``to_node`` holds, so
+  edges need no multiplication) sits in a per-page uint32 table (0: not seen yet) in an
   anonymous mmap: pages of the table that no object maps to are never touched and cost no RSS. On a
   dense heap every table page is touched, so a slot covers 32 bytes (4 bytes of table per 32 of heap).
   Two objects less than 32 bytes apart need a 16-byte one among them: pymalloc keeps those in pools
   of their own, so they only neighbour each other, and the few static ones (``None``...) are marked
-  in advance. Such a slot holds ``SHARED`` and its objects' ordinals are in a dict by address.
+  in advance. Such a slot holds ``SHARED`` and its objects' node indexes are in a dict by address.
 
 Lookups are vectorised: a batch of objects goes through a few ``map`` calls in C, and only objects
 never seen before reach the (also vectorised) numbering step. Every numbered object is kept alive in
@@ -41,7 +42,8 @@ SLOT_MASK = (1 << (PAGE_SHIFT - SLOT_SHIFT)) - 1
 ID_MASK = (1 << (PAGE_SHIFT - 4)) - 1  # ids: 16 bytes (the smallest object) per id
 MAX_PAGES = 0xFFFF  # page numbers 1..65535: ids stay below 2**32
 _TABLE_BYTES = 4 << (PAGE_SHIFT - SLOT_SHIFT)  # one uint32 per slot: 128 KiB of (lazily backed) mmap
-SHARED = 0xFFFFFFFF  # a slot whose objects' ordinals are in ``Ordinals._shared``
+SHARED = 0xFFFFFFFF  # a slot whose objects' node indexes are in ``Ordinals._shared`` (not a multiple of 7)
+NODE_FIELDS = 7  # node index = ordinal × 7
 _BASICSIZE: Any = vars(type)["__basicsize__"]
 _STATIC_SMALL = (None, NotImplemented, Ellipsis)  # 16-byte objects outside pymalloc's pools
 
@@ -82,10 +84,10 @@ class Ordinals:
         self.count = first  # the next ordinal to hand out
         self.ids = ids  # node ids by ordinal; the caller put the synthetic nodes' ids first
         self.objects: list[object] = []  # ordinal - first → the object, kept alive until the end
-        self._tables: dict[int, Any] = {}  # page (address >> PAGE_SHIFT) → uint32 ordinal per slot
+        self._tables: dict[int, Any] = {}  # page (address >> PAGE_SHIFT) → uint32 node index per slot
         self._maps: list[tuple[mmap.mmap, memoryview]] = []
         self._id_base: dict[int, int] = {}  # page → its page number << 16: an id is that plus 16-byte slot
-        self._shared: dict[int, int] = {}  # address → ordinal of the objects in SHARED slots
+        self._shared: dict[int, int] = {}  # address → node index of the objects in SHARED slots
         for obj in _STATIC_SMALL:
             table, slot = self._slot(id(obj))
             table[slot] = SHARED
@@ -103,7 +105,7 @@ class Ordinals:
         return table
 
     def lookup(self, objs: list[object]) -> list[int]:
-        """The ordinal of each object; objects not seen before are numbered now (see ``_number``)."""
+        """The node index (ordinal × 7) of each object; objects not seen before are numbered now."""
         addrs = list(map(id, objs))
         his = list(map(rshift, addrs, repeat(PAGE_SHIFT)))
         tables: list[Any]
@@ -147,32 +149,29 @@ class Ordinals:
         small = {i for i, k in dict(zip(kind_ids, kinds, strict=True)).items() if _BASICSIZE.__get__(k) <= 16}
         if small:
             direct = list(map(and_, direct, map(not_, map(small.__contains__, kind_ids))))
-        ordinals = range(start, start + len(fresh))
-        deque(map(setitem, compress(tables, direct), compress(slots, direct), compress(ordinals, direct)), 0)
-        for i in compress(ordinals, map(not_, direct)):  # a 16-byte object, or a slot taken: rare
-            table, slot = tables[i - start], slots[i - start]
+        indexes = range(start * NODE_FIELDS, (start + len(fresh)) * NODE_FIELDS, NODE_FIELDS)
+        deque(map(setitem, compress(tables, direct), compress(slots, direct), compress(indexes, direct)), 0)
+        for i in compress(range(len(fresh)), map(not_, direct)):  # a 16-byte object, or a slot taken: rare
+            table, slot = tables[i], slots[i]
             held = table[slot]
             if held not in (0, SHARED):  # the object there moves to the dict
-                self._shared[id(self.objects[held - self.first])] = held
+                self._shared[id(self.objects[held // NODE_FIELDS - self.first])] = held
             table[slot] = SHARED
-            self._shared[addrs[i - start]] = i
+            self._shared[addrs[i]] = indexes[i]
         idslots = map(and_, map(rshift, addrs, repeat(4)), repeat(ID_MASK))
         self.ids.fromlist(list(map(or_, map(self._id_base.__getitem__, his), idslots)))
         self.count += len(fresh)
 
-    def alias(self, obj: object, ordinal: int) -> bool:
-        """Make ``obj`` map to an existing node (a module's namespace folds into the module's node).
-        False if ``obj`` already has a node of its own."""
+    def alias(self, obj: object, index: int) -> bool:
+        """Make ``obj`` map to an existing node, given by its node index (a module's namespace folds
+        into the module's node). False if ``obj`` already has a node of its own."""
         table, slot = self._slot(id(obj))
         held: int = table[slot]
         if held == SHARED:
-            held = self._shared.setdefault(id(obj), ordinal)
+            held = self._shared.setdefault(id(obj), index)
         elif held == 0:
-            table[slot] = held = ordinal
-        return held == ordinal
-
-    def object_at(self, ordinal: int) -> object:
-        return self.objects[ordinal - self.first]
+            table[slot] = held = index
+        return held == index
 
     def close(self) -> None:
         """Drop the tables and let go of every object (a slice at a time: one long C call otherwise)."""

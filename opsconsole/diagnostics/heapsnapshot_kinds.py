@@ -18,6 +18,7 @@ from typing import Any
 from opsconsole.diagnostics import heapsnapshot_names as hn
 from opsconsole.diagnostics.builtin_attrs import builtin_attr
 from opsconsole.diagnostics.heapsnapshot_edges import EDGE_SHIFT, Edges, edge_label
+from opsconsole.diagnostics.heapsnapshot_ids import NODE_FIELDS
 from opsconsole.diagnostics.refchain_labels import _MISSING, TYPE_DICT, namespace
 
 SMALL = 64  # containers up to this size are handled a group at a time
@@ -67,7 +68,7 @@ class Kinds(Edges):
         if ns is None:
             self.named(gc.get_referents(mod), {})
             return 0
-        if self.ords.alias(ns, ordinal):
+        if self.ords.alias(ns, ordinal * NODE_FIELDS):
             self.items(ns, names_shown=True)
             return sys.getsizeof(ns)
         self.emit((ns,), (edge_label(self.strings.add("__dict__"), hn.E_INTERNAL),))

@@ -20,13 +20,14 @@ from typing import TYPE_CHECKING
 
 from opsconsole.diagnostics import heapsnapshot_names as hn
 from opsconsole.diagnostics.heapsnapshot_edges import edge_labels, element_labels, label
+from opsconsole.diagnostics.heapsnapshot_ids import NODE_FIELDS
 from opsconsole.diagnostics.refchain_labels import namespace
 from opsconsole.diagnostics.refchain_roots import RootSet
 
 if TYPE_CHECKING:
     from opsconsole.diagnostics.heapsnapshot_walk import _Walk
 
-Edges = tuple["array[int]", "array[int]"]  # (label, to ordinal): see ``heapsnapshot_edges``
+Edges = tuple["array[int]", "array[int]"]  # (label, to_node = ordinal × 7): see ``heapsnapshot_edges``
 
 
 class Roots:
@@ -68,15 +69,15 @@ class Roots:
         edges: Edges = (array("I"), array("I"))
 
         def link(node: int, targets: list[object], etype: int, names: list[int]) -> list[int]:
-            ordinals: list[int] = []
+            indexes: list[int] = []  # node indexes (ordinal × 7)
             for start in range(0, len(targets), 10_000):
-                ordinals.extend(w.ords.lookup(targets[start : start + 10_000]))
+                indexes.extend(w.ords.lookup(targets[start : start + 10_000]))
             edges[0].extend(edge_labels(names, etype))
-            edges[1].extend(ordinals)
+            edges[1].extend(indexes)
             w.node_edges[node] = len(targets)
-            return ordinals
+            return indexes
 
-        link_to_synthetic = [1, 2, other, gc_node]
+        link_to_synthetic = [n * NODE_FIELDS for n in (1, 2, other, gc_node)]
         edges[0].extend(element_labels(0, 4))
         edges[1].extend(link_to_synthetic)
         w.node_edges[0] = 4
@@ -86,12 +87,12 @@ class Roots:
             module: object = sys.modules.get(name)
             names.append(add(name))
             mods.append(module if namespace(module) is ns else ns)
-        for module, ordinal in zip(mods, link(1, mods, hn.E_PROPERTY, names), strict=True):
+        for module, index in zip(mods, link(1, mods, hn.E_PROPERTY, names), strict=True):
             globals_ = namespace(module)
             if globals_ is not None:
-                w.ords.alias(globals_, ordinal)  # before anything else can reach the namespace on its own
+                w.ords.alias(globals_, index)  # before anything else can reach the namespace on its own
         edges[0].extend(element_labels(0, f))
-        edges[1].extend(range(3, 3 + f))
+        edges[1].extend(range(3 * NODE_FIELDS, (3 + f) * NODE_FIELDS, NODE_FIELDS))
         w.node_edges[2] = f
         for i, (_, local_vars) in enumerate(self.frames):
             keys = [k if isinstance(k, str) else repr(k) for k in local_vars]
@@ -116,5 +117,5 @@ class Roots:
             time.sleep(0)
         found = w.ords.count - start
         edges[0].extend(element_labels(0, found))
-        edges[1].extend(range(start, start + found))
+        edges[1].extend(range(start * NODE_FIELDS, (start + found) * NODE_FIELDS, NODE_FIELDS))
         w.node_edges[self.count - 1] = found
