@@ -31,6 +31,7 @@ from opsconsole.config import Settings
 from opsconsole.diagnostics.service import Diagnostics
 from opsconsole.errors import ConsoleError
 from opsconsole.repl.factory import ReplFactory
+from opsconsole.repl.loop import QuickWakeLoop
 from opsconsole.transport.base import Services
 from opsconsole.transport.http import bind, make_app, serve
 from opsconsole.transport.ssh import SshServer
@@ -180,7 +181,7 @@ class Console:
 
     def _run(self, ssl_context: Any) -> None:
         # runs on the console thread: its own loop, never the host's
-        loop = asyncio.new_event_loop()
+        loop = QuickWakeLoop()  # REPL output wakes this loop once per frame: one read per wake-up
         asyncio.set_event_loop(loop)
         self._loop = loop
         try:
