@@ -91,18 +91,7 @@
     return fetch(path, init);
   }
 
-  // Errors come as {"error", "message"}; anything else (a proxy's page, say) as its status.
-  async function errorMessage(resp) {
-    try {
-      const data = await resp.json();
-      if (data && typeof data.message === "string") {
-        return data.message;
-      }
-    } catch {
-      // not JSON: fall through
-    }
-    return `HTTP ${resp.status} ${resp.statusText}`.trim();
-  }
+  const errorMessage = window.opsHttp.errorMessage;
 
   // -- what is on screen ------------------------------------------------------------------
 

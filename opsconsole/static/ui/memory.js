@@ -21,17 +21,7 @@ window.opsMemory = (() => {
     return fetch(path, { method, credentials: "same-origin", cache: "no-store" });
   }
 
-  async function errorText(resp) {
-    try {
-      const data = await resp.json();
-      if (data && typeof data.message === "string") {
-        return data.message;
-      }
-    } catch {
-      // not JSON
-    }
-    return `HTTP ${resp.status}`;
-  }
+  const errorText = window.opsHttp.errorMessage;
 
   function bytes(n) {
     const sign = n < 0 ? "-" : "";
