@@ -507,31 +507,24 @@ def test_the_recording_is_bounded_and_ends_with_a_note(tmp_path: Path) -> None:
 
 
 def test_an_existing_cast_file_is_never_reused(repl: Opener, tmp_path: Path) -> None:
+    def recorded_to(session_id: str, cast: Path) -> ReplSession:
+        return ReplSession(
+            session_id=session_id,
+            user="tester",
+            namespace={},
+            sink=lambda _t: None,
+            on_close=lambda _s: None,
+            record_input=lambda _l: None,
+            cast_path=cast,
+        )
+
     cast = tmp_path / "taken.cast"
     cast.write_text("planted")
-    session = ReplSession(
-        session_id="planted",
-        user="tester",
-        namespace={},
-        sink=lambda _t: None,
-        on_close=lambda _s: None,
-        record_input=lambda _l: None,
-        cast_path=cast,
-    )
     with pytest.raises(ConsoleError, match="cannot record"):
-        session.start()
+        recorded_to("planted", cast).start()
     assert cast.read_text() == "planted"
     link = tmp_path / "link.cast"
     link.symlink_to(tmp_path / "elsewhere")
-    session = ReplSession(
-        session_id="symlink",
-        user="tester",
-        namespace={},
-        sink=lambda _t: None,
-        on_close=lambda _s: None,
-        record_input=lambda _l: None,
-        cast_path=link,
-    )
     with pytest.raises(ConsoleError):
-        session.start()
+        recorded_to("symlink", link).start()
     assert not (tmp_path / "elsewhere").exists()
