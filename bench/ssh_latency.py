@@ -3,7 +3,8 @@
 Both doors reach the same demo process (another process, as in production) and the same kind
 of REPL session. The SSH client runs in a pseudo-terminal, as an operator's terminal would run
 it: the clock starts when a byte is written to the pty and stops when its echo comes back out.
-Batches alternate between the two doors so drift on a noisy machine hits both alike.
+The websocket side uses the blocking client of bench/ws_client.py (the SSH side is OpenSSH,
+in C). Batches alternate between the two doors so drift on a noisy machine hits both alike.
 
     .venv/bin/python bench/ssh_latency.py [N]
 """
@@ -21,13 +22,9 @@ import pyotp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.terminal import keystrokes, ssh_vs_websocket
+from bench.terminal import BATCH, LETTERS, blocking_keystrokes, open_blocking, ssh_vs_websocket
 from tests.demo_process import Demo, run_demo
 from tests.ssh_client import PROMPT, PtyClient
-from tests.terminal_client import Term
-
-BATCH = 50
-LETTERS = "abcdefghij"
 
 
 def open_ssh(demo: Demo, state: Path) -> PtyClient:
@@ -67,18 +64,17 @@ def drain(client: PtyClient) -> None:
         os.read(client.master, 65536)
 
 
-async def compare(demo: Demo, state: Path, n: int) -> tuple[list[float], list[float]]:
+def compare(demo: Demo, state: Path, n: int) -> tuple[list[float], list[float]]:
     client = open_ssh(demo, state)
-    term = await Term.open(demo.url, demo.token)
-    await term.expect(r">>> ?$")
+    term = open_blocking(demo)
     ssh: list[float] = []
     ws: list[float] = []
     try:
         while len(ssh) < n:
-            ws += await keystrokes(term, BATCH)
+            ws += blocking_keystrokes(term, BATCH)
             ssh += ssh_keystrokes(client, BATCH)
     finally:
-        await term.close()
+        term.close()
         client.send("\x04")
         client.wait()
         client.close()

@@ -2,7 +2,9 @@
 
 1. keystroke → echo over the websocket against the real demo process (another process, as
    an operator's browser would be), vs the same ReplSession driven directly in this process
-   (bench/repl_pipe.py);
+   (bench/repl_pipe.py). The goals are judged with a blocking client that costs next to
+   nothing (bench/ws_client.py), as a browser's does; the tests' asyncio client is timed in
+   alternating batches beside it, so its own share of the figure shows;
 2. the same over the websocket while the demo's main thread spins in /spin — with the
    default ``repl_switch_interval`` and, in a second demo process, with it off (the
    interpreter's 5 ms), side by side;
@@ -32,8 +34,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import repl_pipe
 from bench.repl_pipe import SWITCH
+from bench.ws_client import BlockingTerm
 from tests.demo_process import Demo, run_demo
 from tests.terminal_client import Term, clean
+
+LETTERS = "abcdefghij"
+BATCH = 50
 
 
 def pct(values: list[float], q: float) -> float:
@@ -41,10 +47,10 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def keystrokes(term: Term, n: int) -> list[float]:
-    """Type ``n`` characters one at a time; time each until its echo arrives."""
+    """Type ``n`` characters one at a time (asyncio client); time each until its echo arrives."""
     latencies = []
     for i in range(n):
-        ch = "abcdefghij"[i % 10]
+        ch = LETTERS[i % len(LETTERS)]
         start = len(term.raw)
         t0 = time.perf_counter()
         await term.send(ch)
@@ -57,6 +63,32 @@ async def keystrokes(term: Term, n: int) -> list[float]:
             await term.send("\x15")  # Ctrl-U: keep the input line short
             await asyncio.sleep(0.05)
     return latencies
+
+
+def blocking_keystrokes(term: BlockingTerm, n: int) -> list[float]:
+    """The same with the blocking client: one send, then reads until the echo is in."""
+    latencies = []
+    for i in range(n):
+        ch = LETTERS[i % len(LETTERS)]
+        seen = ""
+        t0 = time.perf_counter()
+        term.send(ch)
+        while ch not in seen:
+            seen += term.read_text()
+        latencies.append(time.perf_counter() - t0)
+        if i % 50 == 49:
+            term.send("\x15")
+            term.drain(0.05)
+    return latencies
+
+
+def open_blocking(demo: Demo) -> BlockingTerm:
+    term = BlockingTerm(demo.url, demo.token)
+    seen = ""
+    while not re.search(r">>> ?$", clean(seen), re.MULTILINE):
+        seen += term.read_text()
+    term.drain(0.2)
+    return term
 
 
 def rss(pid: int) -> int:
@@ -88,24 +120,35 @@ class Spinner:
             self._demo.hit_app("/spin?seconds=2", 1)
 
 
-async def while_spinning(demo: Demo, n: int) -> list[float]:
+def while_spinning(demo: Demo, n: int) -> list[float]:
+    term = open_blocking(demo)
+    try:
+        with Spinner(demo):
+            return blocking_keystrokes(term, n)
+    finally:
+        term.close()
+
+
+async def both_clients(demo: Demo, n: int) -> tuple[list[float], list[float]]:
+    """Keystrokes with the blocking and the asyncio client, batches alternating."""
+    blocking = open_blocking(demo)
     term = await Term.open(demo.url, demo.token)
     await term.expect(r">>> ?$")
-    with Spinner(demo):
-        latencies = await keystrokes(term, n)
-    await term.send("\x15")
-    await term.close()
-    return latencies
+    lean: list[float] = []
+    loop: list[float] = []
+    try:
+        while len(lean) < n:
+            lean += blocking_keystrokes(blocking, BATCH)
+            loop += await keystrokes(term, BATCH)
+    finally:
+        blocking.close()
+        await term.close()
+    return lean, loop
 
 
-async def over_websocket(demo: Demo, n: int) -> None:
+async def bulk_output(demo: Demo) -> None:
     term = await Term.open(demo.url, demo.token)
     await term.expect(r">>> ?$")
-    idle = await keystrokes(term, n)
-    with Spinner(demo):
-        spinning = await keystrokes(term, min(n, 200))
-    await term.send("\x15")
-
     before = rss(demo.proc.pid)
     t0 = time.perf_counter()
     await term.send("for _ in range(10): print('y' * 1_000_000)\r\r")
@@ -120,11 +163,16 @@ async def over_websocket(demo: Demo, n: int) -> None:
     mb = received / 1e6
     growth = rss(demo.proc.pid) - before
     await term.close()
-
-    report("websocket keystroke→echo", idle)
-    report(f"  while main thread spins, {SWITCH * 1e3:g} ms switch", spinning)
     rate, grown = mb / elapsed, growth / 2**20
     print(f"bulk output {mb:.1f} MB in {elapsed:.2f} s = {rate:.1f} MB/s; demo RSS growth {grown:.1f} MiB")
+
+
+def over_websocket(demo: Demo, n: int) -> None:
+    lean, loop = asyncio.run(both_clients(demo, n))
+    report("websocket keystroke→echo", lean)
+    report("  asyncio client (tests'), alternating batches", loop)
+    report(f"  while main thread spins, {SWITCH * 1e3:g} ms switch", while_spinning(demo, min(n, 200)))
+    asyncio.run(bulk_output(demo))
 
 
 def report(label: str, latencies: list[float]) -> None:
@@ -136,7 +184,7 @@ def ssh_vs_websocket(demo: Demo, state: Path, n: int) -> None:
     """The SSH door through the real OpenSSH client vs the websocket, batches alternating."""
     from bench import ssh_latency  # imported here: it reuses keystrokes() from this module
 
-    ssh, ws = asyncio.run(ssh_latency.compare(demo, state, n))
+    ssh, ws = ssh_latency.compare(demo, state, n)
     ssh50, ws50 = pct(ssh, 0.5), pct(ws, 0.5)
     report("ssh (OpenSSH client in a pty) keystroke→echo", ssh)
     report("  websocket, alternating batches with ssh", ws)
@@ -150,7 +198,7 @@ def main(n: int) -> None:
         runner = run_demo(Path(tmp) / "demo")
         demo = next(runner)
         try:
-            asyncio.run(over_websocket(demo, n))
+            over_websocket(demo, n)
             ssh_vs_websocket(demo, Path(tmp) / "demo", n)
         finally:
             next(runner, None)
@@ -159,7 +207,7 @@ def main(n: int) -> None:
         runner = run_demo(Path(tmp) / "demo-no-switch", env=env)
         demo = next(runner)
         try:
-            spinning = asyncio.run(while_spinning(demo, min(n, 200)))
+            spinning = while_spinning(demo, min(n, 200))
         finally:
             next(runner, None)
     report(f"  while main thread spins, {sys.getswitchinterval() * 1e3:g} ms (setting 0)", spinning)

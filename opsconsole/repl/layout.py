@@ -1,21 +1,52 @@
-"""ptpython's screen layout without the cost of its hidden sidebar.
+"""ptpython's screen layout, drawn without the parts that are hidden.
 
 Every keystroke redraws the whole prompt_toolkit layout, in the host process, holding the GIL.
-ptpython puts its input area and its options sidebar (F2) side by side in a ``VSplit``, and a
-``VSplit`` divides its width one column per step (``_divide_widths`` with
-``take_using_weights``) two or three times per frame — even while the sidebar is hidden, which
-is almost always. That was about half of a frame: ~0.5 ms of 1.8 ms at 80 columns, more on a
-wide browser window (2.8 ms at 200 columns), measured by ``bench/repl_pipe.py``-style renders.
+ptpython's layout is built for every feature at once, and a hidden part still costs its share
+of each frame: prompt_toolkit asks every child of an ``HSplit`` for its preferred height, and
+a ``FloatContainer`` visits each float, even when a ``ConditionalContainer`` then says "not
+now". Measured with ``bench/repl_pipe.py``-style renders at 80 columns (a frame is what a key
+costs the host, on the session thread):
 
-:func:`slim` swaps that ``VSplit`` for a ``DynamicContainer`` that is the input column alone
-while the sidebar is hidden and ptpython's own ``VSplit`` while it is shown, so F2 works as
-before. The status line keeps its own (narrow, cheaper) ``VSplit``. If a future ptpython lays
-its screen out differently, the layout is left exactly as ptpython built it: slower, not broken.
+- the options sidebar (F2) sits beside the input in a ``VSplit`` that divides its width one
+  column per step two or three times a frame: ~0.5 ms of 1.8 ms, more on a wide window;
+- the toolbars under the input (arg, search, system, validation, completions, docstring) and
+  the floats over it (completion menus, signature, exit confirmation, Meta+Enter hint, sidebar
+  help): ~0.8 ms of what was left, ~2.0 → ~1.2 ms a frame.
+
+:func:`slim` puts a ``DynamicContainer`` where ptpython's ``VSplit`` was. Per frame it picks:
+
+- ptpython's own ``VSplit`` while the sidebar is shown;
+- the input column with its toolbars and floats while any of them may show — a Tab
+  completion menu, a search, a validation error, a multi-line input's hint — decided from
+  the filters of their own ``ConditionalContainer``s, so it stays right whatever sets them;
+- otherwise the input area alone: what is on screen then is the same, one frame cheaper.
+
+And the input's ``BufferControl`` builds its content once per frame and size: prompt_toolkit
+asks for it three times to learn the preferred height (each a full pass of the lexer and the
+input processors) and once more to draw, ~0.4 ms of a 1.5 ms frame.
+
+The same ``Window`` objects are in all three, so focus, cursor and menu positions do not
+notice the switch. If a future ptpython lays its screen out differently, or a part is not a
+``ConditionalContainer`` (nothing tells when it is hidden), that part counts as showing: the
+layout is then drawn as ptpython built it, slower, not broken.
 """
 
 from __future__ import annotations
 
-from prompt_toolkit.layout import ConditionalContainer, Container, DynamicContainer, HSplit, VSplit
+from collections.abc import Callable
+
+from prompt_toolkit.document import Document
+from prompt_toolkit.key_binding import KeyBindingsBase
+from prompt_toolkit.layout import (
+    BufferControl,
+    ConditionalContainer,
+    Container,
+    DynamicContainer,
+    FloatContainer,
+    HSplit,
+    VSplit,
+)
+from prompt_toolkit.layout.controls import UIContent
 from ptpython.python_input import PythonInput
 
 
@@ -30,9 +61,106 @@ def slim(repl: PythonInput) -> bool:
     column, sidebar = body.children
     if not isinstance(column, HSplit) or not isinstance(sidebar, ConditionalContainer):
         return False
+    quiet = _quiet_part(column)
+    extras = _extras(column)
 
-    def current() -> Container:
-        return body if repl.show_sidebar else column
+    def choose() -> Container:
+        if quiet is None or any(may_show(extra) for extra in extras):
+            return column
+        return quiet
 
-    root.children[0] = DynamicContainer(current)
+    chosen: tuple[int, Container] = (-1, column)
+
+    def drawn() -> Container:
+        # the session loop, a few times a frame (each size query and the drawing itself).
+        # The filters are read once per frame, by the app's render counter: a dozen of them
+        # evaluated at each query were a quarter of the frame. The sidebar flag is read each
+        # time: F2 sets it and draws the sidebar at once.
+        nonlocal chosen
+        if repl.show_sidebar:
+            return body
+        frame = repl.app.render_counter
+        if chosen[0] != frame:
+            chosen = (frame, choose())
+        return chosen[1]
+
+    root.children[0] = _DrawnPart(drawn, body)
+    _content_once_per_frame(repl)
     return True
+
+
+class _DrawnPart(DynamicContainer):
+    """Draws what ``drawn`` picks; to everything else it is ptpython's whole ``VSplit``.
+
+    prompt_toolkit finds focus targets, parents and key bindings by walking the children, and
+    ptpython's keys focus parts that are hidden until they have the focus (F2 the sidebar,
+    Ctrl-R the search toolbar). The walk must see them all, as it does in ptpython's layout.
+    """
+
+    def __init__(self, drawn: Callable[[], Container], whole: Container) -> None:
+        super().__init__(drawn)
+        self._whole = whole
+
+    def get_children(self) -> list[Container]:
+        return [self._whole]
+
+    def get_key_bindings(self) -> KeyBindingsBase | None:
+        return self._whole.get_key_bindings()
+
+    def is_modal(self) -> bool:
+        return self._whole.is_modal()
+
+
+def may_show(container: Container) -> bool:
+    """False only when ``container`` is known to draw nothing in this frame (the session loop)."""
+    if isinstance(container, ConditionalContainer):
+        return bool(container.filter()) and may_show(container.content)
+    if isinstance(container, HSplit | VSplit):
+        return any(may_show(child) for child in container.children)
+    return True
+
+
+def _quiet_part(column: HSplit) -> Container | None:
+    # the input area without its floats: the content of the column's first child
+    first = column.children[0] if column.children else None
+    return first.content if isinstance(first, FloatContainer) else None
+
+
+def _extras(column: HSplit) -> list[Container]:
+    # what the quiet layout leaves out: the toolbars under the input and the floats over it
+    extras = list(column.children[1:])
+    first = column.children[0] if column.children else None
+    if isinstance(first, FloatContainer):
+        extras += [float_.content for float_ in first.floats]
+    return extras
+
+
+def _content_once_per_frame(repl: PythonInput) -> None:
+    for window in repl.ptpython_layout.layout.find_all_windows():
+        control = window.content
+        if isinstance(control, BufferControl) and control.buffer is repl.default_buffer:
+            control.create_content = _FrameMemo(repl, control.create_content)  # type: ignore[method-assign]
+
+
+class _FrameMemo:
+    """The input control's ``create_content``, built once per frame and size.
+
+    Keyed by the render counter, the size asked for and the very Document shown, so a call
+    between frames, after a key changed the text or the cursor, is never served a stale line.
+    """
+
+    def __init__(self, repl: PythonInput, build: Callable[..., UIContent]) -> None:
+        self._repl = repl
+        self._build = build
+        self._key: tuple[int, int, int, bool] | None = None
+        self._document: Document | None = None
+        self._content: UIContent | None = None
+
+    def __call__(self, width: int, height: int, preview_search: bool = False) -> UIContent:
+        # the session loop, while a frame is drawn
+        document = self._repl.default_buffer.document
+        key = (self._repl.app.render_counter, width, height, preview_search)
+        if self._content is None or key != self._key or document is not self._document:
+            self._content = self._build(width, height, preview_search)
+            self._key, self._document = key, document
+        return self._content
