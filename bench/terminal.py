@@ -15,7 +15,7 @@
 5. the host's side of ``repl_switch_interval``: CPU-bound host threads' throughput with and
    without it (bench/repl_pipe.py, in this process).
 
-    .venv/bin/python bench/terminal.py [N]
+    .venv/bin/python bench/terminal.py [N]    (N keystrokes a row, default 500: p99 is the 5th worst)
 """
 
 from __future__ import annotations
@@ -215,4 +215,4 @@ def main(n: int) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 300)
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 500)

@@ -19,13 +19,15 @@ costs the host, on the session thread):
 - the input column with its toolbars and floats while any of them may show — a Tab
   completion menu, a search, a validation error, a multi-line input's hint — decided from
   the filters of their own ``ConditionalContainer``s, so it stays right whatever sets them;
-- otherwise the input area alone: what is on screen then is the same, one frame cheaper.
+- otherwise the input area alone: what is on screen is the same (``tests/test_repl_layout.py``
+  compares the screens with ptpython's own layout, step by step), the frame ~40 % cheaper.
 
 And the input's ``BufferControl`` builds its content once per frame and size: prompt_toolkit
 asks for it three times to learn the preferred height (each a full pass of the lexer and the
 input processors) and once more to draw, ~0.4 ms of a 1.5 ms frame.
 
-The same ``Window`` objects are in all three, so focus, cursor and menu positions do not
+The same ``Window`` objects are in all three, and prompt_toolkit's walks of the layout (focus,
+parents, key bindings) still see all of ptpython's, so focus, cursor and menu positions do not
 notice the switch. If a future ptpython lays its screen out differently, or a part is not a
 ``ConditionalContainer`` (nothing tells when it is hidden), that part counts as showing: the
 layout is then drawn as ptpython built it, slower, not broken.
