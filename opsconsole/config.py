@@ -57,7 +57,7 @@ class Settings:
     # The REPL profile: "lean" (completion on Tab only) or "full" (completion while typing).
     repl_profile: str = "lean"
     # GIL switch interval in seconds while a REPL session is open (0: leave the interpreter's).
-    repl_switch_interval: float = 0.001
+    repl_switch_interval: float = 0.0005
     # Websocket keep-alive ping interval in seconds; no pong within as long again closes it.
     ws_ping_interval: float = 20.0
     # Websocket messages per second a terminal client may send (a paste is one message).

@@ -6,10 +6,12 @@ host thread is running pure Python, it keeps the GIL until the interpreter's swi
 (``sys.getswitchinterval()``, 5 ms by default) has passed. A keystroke crosses about ten such
 points between the websocket and the screen (the IO loop receives it and wakes the session
 loop, which draws and wakes the IO loop, which sends), so on a host whose main thread spins,
-each keystroke waited 50–60 ms for the GIL alone. With 1 ms it is a few milliseconds.
+each keystroke waited 50–60 ms for the GIL alone. The default, 0.5 ms, brings a keystroke's
+echo on such a host to 5–7 ms (``bench/terminal.py``: 1 ms gave 8–10 ms, 0.2 ms no better than
+0.5 ms, as the session then only gets its fair half of the CPU).
 
 The cost, paid only while at least one session is open: the interpreter hands the GIL between
-*CPU-bound* threads five times as often. Each hand-off costs microseconds (and some cache
+*CPU-bound* threads ten times as often. Each hand-off costs microseconds (and some cache
 warmth), so a host with two or more threads competing for the GIL runs them a few percent
 slower while an operator is connected; a host whose threads mostly wait on I/O sees no
 difference, or answers a little sooner. ``bench/repl_pipe.py`` prints the throughput of a
