@@ -256,6 +256,40 @@ def test_two_sessions_never_see_each_other(repl: Opener) -> None:
     assert b.wait_closed() == 0
 
 
+def test_two_sessions_pressing_tab_at_once_both_get_their_menu(repl: Opener) -> None:
+    # jedi is not thread-safe: run at once on two sessions' worker threads, one of them lost its
+    # completions (the common prefix was inserted, no menu). A host thread spinning in pure
+    # Python, as in production, widens the overlap; without the per-process completion lock
+    # this failed in 7 of 8 tries.
+    stop = threading.Event()
+
+    def spin() -> None:
+        deadline = time.monotonic() + 30  # bounded, whatever happens to the test
+        while not stop.is_set() and time.monotonic() < deadline:
+            sum(range(1000))
+
+    spinner = threading.Thread(target=spin, name="host-busy", daemon=True)
+    spinner.start()
+    try:
+        for round_ in range(3):
+            sessions = [repl(namespace={"alpha_one": 1, "alpha_two": 2}) for _ in range(2)]
+            time.sleep(0.6)  # past the first prompt's escape timeout
+            for r in sessions:
+                r.session.feed("alp")
+            for r in sessions:
+                r.screen.wait_for("alp")
+            for r in sessions:
+                r.session.feed("ha_\t")
+            for n, r in enumerate(sessions):
+                try:
+                    r.screen.wait_for(r"alpha_one(.|\n)*alpha_two", timeout=5)
+                except AssertionError as exc:
+                    raise AssertionError(f"round {round_}, session {n}: no completion menu") from exc
+    finally:
+        stop.set()
+        spinner.join()
+
+
 def test_a_blocking_eval_freezes_only_its_own_session(repl: Opener) -> None:
     a, b = repl(), repl()
     a.run("import time", PROMPT)

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from prompt_toolkit.auto_suggest import AutoSuggestFromHistory, ConditionalAutoSuggest, ThreadedAutoSuggest
 from prompt_toolkit.buffer import Buffer
+from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
 from prompt_toolkit.filters import Condition
 from prompt_toolkit.input import Input
@@ -62,6 +64,26 @@ class _SuggestWhenEnabled(ConditionalAutoSuggest):
         return self.filter()
 
 
+class _OneCompletionAtATime(Completer):
+    """ptpython's completer, run by one session at a time in this process.
+
+    Completion runs jedi on a worker thread of each session, and jedi is not thread-safe: with
+    two operators pressing Tab at once, one of them got no menu (the common prefix was
+    inserted, then its completions were lost). A lock per process; the completions are listed
+    under it, so no generator is left half-run while another session's completion starts.
+    """
+
+    _lock = threading.Lock()
+
+    def __init__(self, inner: Completer) -> None:
+        self._inner = inner
+
+    def get_completions(self, document: Document, complete_event: CompleteEvent) -> Iterable[Completion]:
+        # a worker thread of the session (ThreadedCompleter)
+        with self._lock:
+            return list(self._inner.get_completions(document, complete_event))
+
+
 class OpsRepl(PythonRepl):
     """A ptpython REPL bound to one session's terminal, namespace and audit hook."""
 
@@ -90,6 +112,7 @@ class OpsRepl(PythonRepl):
         self._interrupter = interrupter
         self._eval_finished = eval_finished
         self._closing = closing
+        self.completer = _OneCompletionAtATime(self.completer)
         self.enable_open_in_editor = False
         self.enable_system_bindings = False
         self.confirm_exit = False
