@@ -18,8 +18,10 @@ value int); here both come from the object's address instead:
   of their own, so they only neighbour each other, and the few static ones (``None``...) are marked
   in advance. Such a slot holds ``SHARED`` and its objects' node indexes are in a dict by address.
 
-Lookups are vectorised: a batch of objects goes through a few ``map`` calls in C, and only objects
-never seen before reach the (also vectorised) numbering step. Every numbered object is kept alive in
+Lookups are vectorised: a batch of objects goes through a few chained ``map`` calls in C, and only
+objects never seen before reach the (also vectorised) numbering step, which hands their node indexes
+back (they are not looked up a second time) and groups them by class through small-int ranks (ids
+compare slowly: they are multi-digit ints). Every numbered object is kept alive in
 ``objects`` until the export ends, so an address in the tables always denotes the same object.
 Runs on the thread doing the export (the dump worker or a REPL session thread).
 """
@@ -30,6 +32,7 @@ import mmap
 import threading
 from array import array
 from collections import deque
+from collections.abc import Iterable, Iterator
 from itertools import compress, repeat
 from operator import and_, getitem, not_, or_, rshift, setitem
 from typing import Any
@@ -74,6 +77,19 @@ def _page_number(hi: int) -> int:
         return number
 
 
+def _by_class(objs: list[object], addrs: list[int]) -> tuple[list[object], list[int], dict[int, type]]:
+    """``objs`` and their ``addrs`` in runs of one class; also their classes by id (hashing a class
+    could run host code)."""
+    kinds = list(map(type, objs))
+    kind_ids = list(map(id, kinds))
+    by_id = dict(zip(kind_ids, kinds, strict=True))
+    if len(by_id) > 1:  # sorted by rank: small ints compare much faster than ids do
+        ranks = list(map(dict(zip(by_id, range(len(by_id)), strict=True)).__getitem__, kind_ids))
+        order = sorted(range(len(objs)), key=ranks.__getitem__)
+        objs, addrs = list(map(objs.__getitem__, order)), list(map(addrs.__getitem__, order))
+    return objs, addrs, by_id
+
+
 class Ordinals:
     """Ordinals (from ``first`` on) and ids of the objects of one export, in the order they were found."""
 
@@ -104,63 +120,78 @@ class Ordinals:
         self._maps.append((mapped, raw))
         return table
 
+    def _places(
+        self, addrs: list[int], his: Iterable[int] | None = None
+    ) -> tuple[Iterator[Any], Iterator[int]]:
+        """The table and slot of each address, lazily (chained ``map``s: no list per step); ``his``:
+        the addresses' pages, when already known."""
+        if his is None:
+            his = map(rshift, addrs, repeat(PAGE_SHIFT))
+        tables = map(self._tables.__getitem__, his)
+        return tables, map(and_, map(rshift, addrs, repeat(SLOT_SHIFT)), repeat(SLOT_MASK))
+
+    def _held(self, addrs: list[int]) -> list[int]:
+        """What the tables hold for each address (0, SHARED or a node index); new pages get a table."""
+        try:
+            return list(map(getitem, *self._places(addrs)))
+        except KeyError:  # a page no object of this export was on yet
+            for hi in set(map(rshift, addrs, repeat(PAGE_SHIFT))).difference(self._tables):
+                self._table(hi)
+            return list(map(getitem, *self._places(addrs)))
+
     def lookup(self, objs: list[object]) -> list[int]:
         """The node index (ordinal × 7) of each object; objects not seen before are numbered now."""
         addrs = list(map(id, objs))
-        his = list(map(rshift, addrs, repeat(PAGE_SHIFT)))
-        tables: list[Any]
-        try:
-            tables = list(map(self._tables.__getitem__, his))
-        except KeyError:  # a page no object of this export was on yet
-            for hi in set(his).difference(self._tables):
-                self._table(hi)
-            tables = list(map(self._tables.__getitem__, his))
-        slots = list(map(and_, map(rshift, addrs, repeat(SLOT_SHIFT)), repeat(SLOT_MASK)))
-        found: list[int] = list(map(getitem, tables, slots))
-        if 0 in found:
-            self._number(list(compress(objs, map(not_, found))))
-            found = list(map(getitem, tables, slots))
+        found = self._held(addrs)
+        if 0 in found:  # the new objects' indexes come back from the numbering: no second lookup
+            new = list(map(not_, found))
+            numbered = self._number(list(compress(objs, new)), list(compress(addrs, new)), False)
+            found = list(map(numbered.get, addrs, found))
         if SHARED in found:  # None is one of these: a few C calls, not a loop
             where = list(compress(range(len(found)), map(SHARED.__eq__, found)))
             shared = list(map(addrs.__getitem__, where))
             missing = set(shared).difference(self._shared)
             if missing:
-                self._number([obj for obj, addr in zip(objs, addrs, strict=True) if addr in missing])
+                pairs = [(obj, addr) for obj, addr in zip(objs, addrs, strict=True) if addr in missing]
+                self._number([obj for obj, _ in pairs], [addr for _, addr in pairs], True)
             deque(map(found.__setitem__, where, map(self._shared.__getitem__, shared)), 0)
         return found
 
-    def _number(self, objs: list[object]) -> None:
-        """Give the next ordinals to ``objs`` (each once), grouped by class: the walk visits objects in
-        ordinal order, and runs of one class are what it handles a group at a time."""
-        fresh = list(dict(zip(map(id, objs), objs, strict=True)).values())
-        kinds = list(map(type, fresh))
-        kind_ids = list(map(id, kinds))
-        if len(set(kind_ids)) > 1:
-            order = sorted(range(len(fresh)), key=kind_ids.__getitem__)
-            fresh, kinds = list(map(fresh.__getitem__, order)), list(map(kinds.__getitem__, order))
-            kind_ids = list(map(kind_ids.__getitem__, order))
-        addrs = list(map(id, fresh))
-        his = list(map(rshift, addrs, repeat(PAGE_SHIFT)))
-        tables = list(map(self._tables.__getitem__, his))
-        slots = list(map(and_, map(rshift, addrs, repeat(SLOT_SHIFT)), repeat(SLOT_MASK)))
+    def _number(self, objs: list[object], addrs: list[int], shared: bool) -> dict[int, int]:
+        """Give the next ordinals to ``objs`` (each once; ``addrs``: their ids), grouped by class: the
+        walk visits objects in ordinal order, and runs of one class are what it handles a group at a
+        time. ``shared``: their slots hold SHARED already (else 0). Returns address → node index."""
+        numbered: dict[int, Any] = dict(zip(addrs, objs, strict=True))  # each object once
+        fresh, addrs, kinds = _by_class(list(numbered.values()), list(numbered))
         start = self.count
-        self.objects.extend(fresh)
-        direct = list(map(not_, map(getitem, tables, slots)))  # a slot of its own
-        small = {i for i, k in dict(zip(kind_ids, kinds, strict=True)).items() if _BASICSIZE.__get__(k) <= 16}
-        if small:
-            direct = list(map(and_, direct, map(not_, map(small.__contains__, kind_ids))))
         indexes = range(start * NODE_FIELDS, (start + len(fresh)) * NODE_FIELDS, NODE_FIELDS)
-        deque(map(setitem, compress(tables, direct), compress(slots, direct), compress(indexes, direct)), 0)
-        for i in compress(range(len(fresh)), map(not_, direct)):  # a 16-byte object, or a slot taken: rare
+        numbered.update(zip(addrs, indexes, strict=True))
+        self.objects.extend(fresh)
+        his = list(map(rshift, addrs, repeat(PAGE_SHIFT)))
+        small = {i for i, k in kinds.items() if _BASICSIZE.__get__(k) <= 16}
+        if shared or small:  # 16-byte objects, or slots taken: rare
+            own = map(not_, map(small.__contains__, map(id, map(type, fresh))))
+            self._place(addrs, his, repeat(False, len(addrs)) if shared else own, indexes)
+        else:  # a slot of its own each (the tables held 0 for all of them)
+            deque(map(setitem, *self._places(addrs, his), indexes), 0)
+        id_slots = map(and_, map(rshift, addrs, repeat(4)), repeat(ID_MASK))
+        self.ids.fromlist(list(map(or_, map(self._id_base.__getitem__, his), id_slots)))
+        self.count += len(fresh)
+        return numbered
+
+    def _place(self, addrs: list[int], his: list[int], own: Iterable[bool], indexes: range) -> None:
+        """Table entries for new objects, some of which (``own`` False) go to the shared dict."""
+        own = list(own)
+        places = self._places(addrs, his)
+        tables, slots = list(places[0]), list(places[1])
+        deque(map(setitem, compress(tables, own), compress(slots, own), compress(indexes, own)), 0)
+        for i in compress(range(len(addrs)), map(not_, own)):
             table, slot = tables[i], slots[i]
             held = table[slot]
             if held not in (0, SHARED):  # the object there moves to the dict
                 self._shared[id(self.objects[held // NODE_FIELDS - self.first])] = held
             table[slot] = SHARED
             self._shared[addrs[i]] = indexes[i]
-        idslots = map(and_, map(rshift, addrs, repeat(4)), repeat(ID_MASK))
-        self.ids.fromlist(list(map(or_, map(self._id_base.__getitem__, his), idslots)))
-        self.count += len(fresh)
 
     def alias(self, obj: object, index: int) -> bool:
         """Make ``obj`` map to an existing node, given by its node index (a module's namespace folds
