@@ -20,6 +20,7 @@ from opsconsole.diagnostics.census import (
     TypeGrowth,
     TypeStat,
     census,
+    every_object,
     type_name,
 )
 from opsconsole.diagnostics.render import to_data, to_text
@@ -229,3 +230,24 @@ def test_host_thread_keeps_ticking(many_objects: list[object]) -> None:
         c, _, longest = ticker.measure(work)
     assert c.total_objects >= 300_000
     assert longest < 0.5
+
+
+def test_every_object_pauses_the_collector_only_while_the_list_is_held() -> None:
+    # The list of every object is one huge young container: an automatic collection while it
+    # lives would visit all of it, a stall of the host. Paused inside, back on after.
+    assert gc.isenabled()
+    with every_object() as objs:
+        assert not gc.isenabled()
+        assert len(objs) > 1000  # the GC-tracked objects of this process
+        objs.clear()
+    assert gc.isenabled()
+    try:
+        with pytest.raises(RuntimeError), every_object():
+            raise RuntimeError("a failing walk")
+        assert gc.isenabled()
+        gc.disable()  # a host that turned the collector off keeps it off
+        with every_object():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

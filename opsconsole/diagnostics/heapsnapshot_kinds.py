@@ -95,10 +95,11 @@ class Kinds(Edges):
                 self.emit(flat, _element_runs(lens))
                 self.node_edges.fromlist(lens)
                 return True
-        copies: list[Any] = objs if how == hn.TUPLE else list(map(list, objs))
-        for part in copies:
-            self.elements(part)
-        self.node_edges.fromlist(list(map(len, copies)))
+        if how == hn.LIST:
+            counts = list(map(self.list_elements, objs))
+        else:  # a tuple as it is; a set copied (it cannot be sliced)
+            counts = [self.elements(obj if how == hn.TUPLE else list(obj)) for obj in objs]
+        self.node_edges.fromlist(counts)
         return True
 
     def dicts(self, objs: list[Any]) -> bool:

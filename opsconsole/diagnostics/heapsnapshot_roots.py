@@ -10,7 +10,6 @@ the odd ids 1, 3, 5...: below 65536, where object ids start. Runs on the thread 
 
 from __future__ import annotations
 
-import gc
 import sys
 import time
 from array import array
@@ -18,6 +17,7 @@ from itertools import compress, repeat
 from operator import not_
 from typing import TYPE_CHECKING
 
+from opsconsole.diagnostics import census
 from opsconsole.diagnostics import heapsnapshot_names as hn
 from opsconsole.diagnostics.heapsnapshot_edges import edge_labels, element_labels, label
 from opsconsole.diagnostics.heapsnapshot_ids import NODE_FIELDS
@@ -106,15 +106,15 @@ class Roots:
         synthetic node, so its edges come last among theirs). ``gc.get_objects()`` is one C call (~40 ms
         for a million objects); the list is then consumed from its end a batch at a time."""
         w = self.walk
-        objs = gc.get_objects()
-        own.add(id(objs))
         start = w.ords.count
-        while objs:
-            part = objs[-10_000:]
-            del objs[-10_000:]
-            w.ords.lookup(list(compress(part, map(not_, map(own.__contains__, map(id, part))))))
-            del part
-            time.sleep(0)
+        with census.every_object() as objs:
+            own.add(id(objs))
+            while objs:
+                part = objs[-10_000:]
+                del objs[-10_000:]
+                w.ords.lookup(list(compress(part, map(not_, map(own.__contains__, map(id, part))))))
+                del part
+                time.sleep(0)
         found = w.ords.count - start
         edges[0].extend(element_labels(0, found))
         edges[1].extend(range(start * NODE_FIELDS, (start + found) * NODE_FIELDS, NODE_FIELDS))

@@ -26,7 +26,6 @@ missed, and if a link on the found chain is cut before it is traced back the ans
 from __future__ import annotations
 
 import builtins
-import gc
 import re
 import sys
 import time
@@ -124,10 +123,10 @@ def _resolve_type(name: str) -> type:
 
 def _live_types() -> set[type]:
     found: set[type] = set()
-    objs = gc.get_objects()
-    while objs:  # chunk by chunk: the GIL can change hands in between
-        found.update(map(type, objs[-census.CHUNK :]))
-        del objs[-census.CHUNK :]
+    with census.every_object() as objs:
+        while objs:  # chunk by chunk: the GIL can change hands in between
+            found.update(map(type, objs[-census.CHUNK :]))
+            del objs[-census.CHUNK :]
     return found
 
 
