@@ -196,6 +196,20 @@ def test_strings_and_odd_keys_are_redacted_unless_full_contents_are_asked_for() 
     assert SECRET.encode() in raw and key.encode() in raw and b"thing-1" in raw
 
 
+def test_full_contents_show_at_most_1024_of_a_big_str_or_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The name of a str/bytes node stays in memory until the export ends (a bytes repr is up to
+    # four times its size): a big buffer must not cost the host its size again, or four times.
+    blob = b"\xff" * 4_000_000 + b"tail-of-blob"
+    text = "y" * 3_000_000 + "tail-of-text"
+    monkeypatch.setattr(sys.modules[__name__], "BIG", (blob, text), raising=False)
+    raw, doc = export("full")
+    strings = doc["strings"]
+    assert repr(blob[:1024]) + f"… (+{len(blob) - 1024} bytes)" in strings
+    assert f"{'y' * 1024}… (+{len(text) - 1024} chars)" in strings
+    assert b"tail-of-blob" not in raw and b"tail-of-text" not in raw
+    assert len(raw) < 2_000_000 + 60 * doc["snapshot"]["node_count"]  # neither value is in it whole
+
+
 # -- over HTTP, on the real console -------------------------------------------------------------
 
 

@@ -84,6 +84,23 @@ def looks_like_name(key: str) -> bool:
     return not any(c.isdigit() for c in key) and (key.islower() or key.isupper())
 
 
+MAX_TEXT = 1024  # characters (or bytes) of a str/bytes node's contents shown with contents=full
+
+
+def shown(obj: Any, kind: type) -> str:
+    """A str/bytes node's name with full contents: the first MAX_TEXT of it, and how much more.
+
+    Bounded because the name is held in the strings table until the export ends, and a repr
+    is up to four times the bytes: one 100 MB buffer would have cost the host 400 MB.
+    """
+    if kind is str:
+        head = obj if len(obj) <= MAX_TEXT else obj[:MAX_TEXT]
+    else:
+        head = repr(obj if len(obj) <= MAX_TEXT else obj[:MAX_TEXT])
+    rest = len(obj) - MAX_TEXT
+    return head if rest <= 0 else f"{head}… (+{rest} {'chars' if kind is str else 'bytes'})"
+
+
 def redacted(obj: Any) -> str:
     if isinstance(obj, str):
         return f"(str, {len(obj)} chars)"
@@ -108,7 +125,7 @@ _NAMERS: dict[int, Callable[[Any], object]] = {  # per-object names of builtin k
 def object_name(obj: Any, kind: type, full: bool) -> str:
     """The node name of an object whose name depends on the object itself (see ``Kind.name``)."""
     if kind is str or kind is bytes or kind is bytearray:
-        return (obj if kind is str else repr(obj)) if full else redacted(obj)
+        return shown(obj, kind) if full else redacted(obj)
     namer = _NAMERS.get(id(kind))
     if namer is not None:
         return str(namer(obj))
