@@ -178,10 +178,12 @@ def _run(w: _Walk, extra: tuple[tuple[str, object], ...], exclude_threads: Colle
     restarted = reset_if_nearly_full()
     roots = Roots(w, gather_roots(None, True, extra, exclude_threads), MAX_FRAMES)
     w.ords = Ordinals(roots.count, roots.ids)
-    # The list that will hold every object is empty now: collecting the two young generations
-    # (a few thousand objects: under a millisecond) moves it to the oldest one at once. Left
-    # young, every automatic collection while it grows visits all its items: 20 ms for one of
-    # generation 0 and 35 ms for one of generation 1 near a million, each a stall of the host.
+    # The list that will hold every object is empty now: one collection of the two young
+    # generations (what the interpreter runs by itself every few hundred allocations) moves it
+    # to the oldest one for good. Left young, every automatic collection while it grows visits
+    # all its items: 20 ms for one of generation 0 and 35 ms for one of generation 1 near a
+    # million, each a stall of the host. (A list of blocks does not help: the walk frees what it
+    # allocates, so collections are rare and a dozen blocks are still young together.)
     gc.collect(1)
     synthetic = roots.seed()
     w.drain()
