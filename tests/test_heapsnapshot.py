@@ -201,13 +201,16 @@ def test_full_contents_show_at_most_1024_of_a_big_str_or_bytes(monkeypatch: pyte
     # four times its size): a big buffer must not cost the host its size again, or four times.
     blob = b"\xff" * 4_000_000 + b"tail-of-blob"
     text = "y" * 3_000_000 + "tail-of-text"
-    monkeypatch.setattr(sys.modules[__name__], "BIG", (blob, text), raising=False)
+    key = "k" * 2_000_000 + "tail-of-key"  # a dict key names an edge, in clear with contents=full
+    monkeypatch.setattr(sys.modules[__name__], "BIG", ({key: 1}, blob, text), raising=False)
     raw, doc = export("full")
     strings = doc["strings"]
     assert repr(blob[:1024]) + f"… (+{len(blob) - 1024} bytes)" in strings
     assert f"{'y' * 1024}… (+{len(text) - 1024} chars)" in strings
-    assert b"tail-of-blob" not in raw and b"tail-of-text" not in raw
-    assert len(raw) < 2_000_000 + 60 * doc["snapshot"]["node_count"]  # neither value is in it whole
+    assert f"{'k' * 1024}… (+{len(key) - 1024} chars)" in strings
+    assert b"tail-of-blob" not in raw and b"tail-of-text" not in raw and b"tail-of-key" not in raw
+    longest = max(map(len, strings))  # no name is longer than the repr of 1024 bytes and the note
+    assert longest <= 4 * 1024 + 40, longest
 
 
 # -- over HTTP, on the real console -------------------------------------------------------------

@@ -122,7 +122,7 @@ class Edges:
         found = self.keynames.get(key)
         if found is None:
             shown = self.full or hn.looks_like_name(key)
-            name = self.strings.add(key if shown else hn.redacted(key))
+            name = self.strings.add(hn.shown(key, str) if shown else hn.redacted(key))
             found = self.keynames[key] = edge_label(name, hn.E_PROPERTY)
         return found
 

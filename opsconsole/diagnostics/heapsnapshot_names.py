@@ -88,7 +88,7 @@ MAX_TEXT = 1024  # characters (or bytes) of a str/bytes node's contents shown wi
 
 
 def shown(obj: Any, kind: type) -> str:
-    """A str/bytes node's name with full contents: the first MAX_TEXT of it, and how much more.
+    """A str/bytes node's name (or a str key's edge name) in full: the first MAX_TEXT, and how much more.
 
     Bounded because the name is held in the strings table until the export ends, and a repr
     is up to four times the bytes: one 100 MB buffer would have cost the host 400 MB.
