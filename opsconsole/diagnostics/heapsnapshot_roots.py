@@ -112,7 +112,9 @@ class Roots:
             while objs:
                 part = objs[-10_000:]
                 del objs[-10_000:]
-                w.ords.lookup(list(compress(part, map(not_, map(own.__contains__, map(id, part))))))
+                fresh = w.ords.unseen(part)  # most were reached from the roots: only the rest are sifted
+                if fresh:
+                    w.ords.lookup(list(compress(fresh, map(not_, map(own.__contains__, map(id, fresh))))))
                 del part
                 time.sleep(0)
         found = w.ords.count - start

@@ -45,6 +45,7 @@ from opsconsole.diagnostics.heapsnapshot_edges import Edges, label
 from opsconsole.diagnostics.heapsnapshot_ids import Ordinals, reset_if_nearly_full
 from opsconsole.diagnostics.heapsnapshot_kinds import Kinds
 from opsconsole.diagnostics.heapsnapshot_roots import Roots
+from opsconsole.diagnostics.heapsnapshot_table import AddressTable
 from opsconsole.diagnostics.refchain_roots import gather_roots
 
 CHUNK = 1_000  # objects processed per step
@@ -210,10 +211,10 @@ def _own_ids(w: _Walk, roots: Roots) -> set[int]:
         for slot in slots:
             value = getattr(holder, slot)
             own.add(id(value))
-            if value is w.kinds or value is w.ords._tables:
-                own.update(map(id, value.values()))  # Kind objects, per-page tables
-            elif isinstance(value, list) and value is w.ords._maps:
-                own.update(id(x) for pair in value for x in (pair, *pair))
+            if value is w.kinds:
+                own.update(map(id, value.values()))  # Kind objects
+    table = w.ords.table
+    own.update(id(getattr(table, slot)) for slot in AddressTable.__slots__)
     own.update(id(kind.attrs) for kind in w.kinds.values())
     own.add(id(own))
     frame: FrameType | None = sys._getframe()
