@@ -41,6 +41,18 @@ def edge_labels(names: Iterable[int], edge_type: int) -> Iterable[int]:
     return map(or_, map(lshift, names, repeat(EDGE_SHIFT)), repeat(edge_type))
 
 
+def cached(cache: dict[Any, int], keys: list[Any], make: Callable[[Any], int]) -> list[int]:
+    """``cache[key]`` for each of ``keys``, ``make`` filling in the missing ones first: one pass in C
+    when every key is known (the usual case), and ``make`` runs once per new key, not once per key.
+    Keys are str or int: hashing them runs no host code."""
+    try:
+        return list(map(cache.__getitem__, keys))
+    except KeyError:
+        for key in set(keys).difference(cache):
+            cache[key] = make(key)
+        return list(map(cache.__getitem__, keys))
+
+
 def element_labels(start: int, stop: int) -> range:
     """The labels of ``element`` edges ``start .. stop - 1``: no per-edge work."""
     return range(edge_label(start, hn.E_ELEMENT), edge_label(stop, hn.E_ELEMENT), 1 << EDGE_SHIFT)
@@ -63,6 +75,7 @@ class Edges:
         "ords",
         "pending",
         "referent",
+        "shownnames",
         "strings",
         "text_names",
     )
@@ -73,7 +86,8 @@ class Edges:
         self.referent = edge_label(self.strings.add("referent"), hn.E_INTERNAL)
         self.kinds: dict[int, hn.Kind] = {}  # by id(class): hashing a class could run host code
         self.keynames: dict[str, int] = {}  # str dict key → its property edge's label (after redaction)
-        self.text_names: dict[tuple[type, int], int] = {}  # redacted str/bytes name by (kind, length)
+        self.shownnames: dict[str, int] = {}  # a module global's name → its property edge's label
+        self.text_names: dict[int, dict[int, int]] = {}  # redacted str/bytes name by id(kind), length
         # by ordinal, which is also the node's place in the file (ids: ``ords.ids``)
         self.node_label = array("I")  # name << 4 | type (see ``label``): the row's start, cached as text
         self.node_size, self.node_edges = array("I"), array("I")
@@ -118,13 +132,18 @@ class Edges:
         return start
 
     def key_name(self, key: str) -> int:
-        """The label of the property edge under a str dict key."""
+        """The label of the property edge under a str dict key (see ``cached`` for many at once)."""
         found = self.keynames.get(key)
         if found is None:
-            shown = self.full or hn.looks_like_name(key)
-            name = self.strings.add(hn.shown(key, str) if shown else hn.redacted(key))
-            found = self.keynames[key] = edge_label(name, hn.E_PROPERTY)
+            found = self.keynames[key] = self._key_label(key)
         return found
+
+    def _key_label(self, key: str) -> int:
+        shown = self.full or hn.looks_like_name(key)
+        return edge_label(self.strings.add(hn.shown(key, str) if shown else hn.redacted(key)), hn.E_PROPERTY)
+
+    def _shown_label(self, key: str) -> int:
+        return edge_label(self.strings.add(key), hn.E_PROPERTY)
 
     def items(self, d: dict[Any, object], *, names_shown: bool = False) -> None:
         """One edge per entry of ``d``; ``names_shown``: a module's globals, named in full."""
@@ -133,13 +152,11 @@ class Edges:
             pairs = list(dict.items(d))
             keys, values = [k for k, _ in pairs], [v for _, v in pairs]
         if set(map(type, keys)) <= {str}:
+            cache, make = (
+                (self.shownnames, self._shown_label) if names_shown else (self.keynames, self._key_label)
+            )
             for start in range(0, len(keys), REFS_STEP):
-                part = keys[start : start + REFS_STEP]
-                labels: Iterable[int]
-                if names_shown:
-                    labels = edge_labels(map(self.strings.add, part), hn.E_PROPERTY)
-                else:
-                    labels = map(self.key_name, part)
+                labels = cached(cache, keys[start : start + REFS_STEP], make)
                 self.emit(values[start : start + REFS_STEP], labels)
             return
         key_edge = edge_label(self.strings.add("(key)"), hn.E_INTERNAL)

@@ -32,14 +32,13 @@ from array import array
 from collections import deque
 from collections.abc import Iterable
 from itertools import compress, repeat
-from operator import and_, not_, or_, rshift
+from operator import add, not_, rshift
 from typing import Any
 
 from opsconsole.diagnostics.heapsnapshot_table import SHARED, AddressTable
 from opsconsole.errors import DiagnosticsError
 
 PAGE_SHIFT = 20  # 1 MiB of address space per page (node ids)
-ID_MASK = (1 << (PAGE_SHIFT - 4)) - 1  # ids: 16 bytes (the smallest object) per id
 MAX_PAGES = 0xFFFF  # page numbers 1..65535: ids stay below 2**32
 NODE_FIELDS = 7  # node index = ordinal × 7
 _BASICSIZE: Any = vars(type)["__basicsize__"]
@@ -88,7 +87,7 @@ def _by_class(objs: list[object], addrs: list[int]) -> tuple[list[object], list[
 class Ordinals:
     """Ordinals (from ``first`` on) and ids of the objects of one export, in the order they were found."""
 
-    __slots__ = ("_id_base", "_shared", "count", "first", "ids", "objects", "table")
+    __slots__ = ("_id_delta", "_shared", "count", "first", "ids", "objects", "table")
 
     def __init__(self, first: int, ids: array[int], table: AddressTable | None = None) -> None:
         self.first = first
@@ -96,7 +95,7 @@ class Ordinals:
         self.ids = ids  # node ids by ordinal; the caller put the synthetic nodes' ids first
         self.objects: list[object] = []  # ordinal - first → the object, kept alive until the end
         self.table = AddressTable() if table is None else table
-        self._id_base: dict[int, int] = {}  # page → its page number << 16: an id is that plus 16-byte slot
+        self._id_delta: dict[int, int] = {}  # page → (its page number - page) << 16: see ``_ids``
         self._shared: dict[int, int] = {}  # address → node index of the objects in SHARED slots
         if self.table.flat:
             for obj in _STATIC_SMALL:
@@ -158,15 +157,16 @@ class Ordinals:
         self.count += len(fresh)
 
     def _ids(self, addrs: list[int]) -> list[int]:
-        """Node ids: the address's page number << 16, plus its 16-byte slot in the page."""
+        """Node ids: the address's page number << 16, plus its 16-byte slot in the page. As
+        ``(address >> 4) + (page number - page) << 16``: one step fewer than masking the slot out."""
         his = list(map(rshift, addrs, repeat(PAGE_SHIFT)))
         try:
-            bases = list(map(self._id_base.__getitem__, his))
+            deltas = list(map(self._id_delta.__getitem__, his))
         except KeyError:  # a page no object of this export was on yet
-            for hi in set(his).difference(self._id_base):
-                self._id_base[hi] = _page_number(hi) << 16
-            bases = list(map(self._id_base.__getitem__, his))
-        return list(map(or_, bases, map(and_, map(rshift, addrs, repeat(4)), repeat(ID_MASK))))
+            for hi in set(his).difference(self._id_delta):
+                self._id_delta[hi] = (_page_number(hi) - hi) << 16
+            deltas = list(map(self._id_delta.__getitem__, his))
+        return list(map(add, map(rshift, addrs, repeat(4)), deltas))
 
     def _place(self, addrs: list[int], own: Iterable[bool], indexes: range) -> None:
         """Table entries for new objects, some of which (``own`` False) go to the shared dict."""

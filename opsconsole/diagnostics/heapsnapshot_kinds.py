@@ -8,6 +8,7 @@ Nothing here runs host code (see ``heapsnapshot_names``). Runs on the thread doi
 
 from __future__ import annotations
 
+import functools
 import gc
 import sys
 from collections.abc import Sequence
@@ -17,7 +18,7 @@ from typing import Any
 
 from opsconsole.diagnostics import heapsnapshot_names as hn
 from opsconsole.diagnostics.builtin_attrs import builtin_attr
-from opsconsole.diagnostics.heapsnapshot_edges import EDGE_SHIFT, Edges, edge_label
+from opsconsole.diagnostics.heapsnapshot_edges import EDGE_SHIFT, Edges, cached, edge_label
 from opsconsole.diagnostics.heapsnapshot_ids import NODE_FIELDS
 from opsconsole.diagnostics.refchain_labels import _MISSING, TYPE_DICT, namespace
 
@@ -74,13 +75,16 @@ class Kinds(Edges):
         self.emit((ns,), (edge_label(self.strings.add("__dict__"), hn.E_INTERNAL),))
         return 0
 
-    def text_name(self, obj: object) -> int:
-        """A redacted str/bytes node's name: its type and length."""
-        key = (type(obj), len(obj))  # type: ignore[arg-type]
-        found = self.text_names.get(key)
-        if found is None:
-            found = self.text_names[key] = self.strings.add(hn.redacted(obj))
-        return found
+    def text_names_of(self, kind: type, objs: list[Any]) -> list[int]:
+        """Redacted str/bytes nodes' names: their type and length, one name per length."""
+        by_length = self.text_names.get(id(kind))
+        if by_length is None:
+            by_length = self.text_names[id(kind)] = {}
+        make = functools.partial(self._text_name, hn.redacted_name(kind))
+        return cached(by_length, list(map(len, objs)), make)
+
+    def _text_name(self, template: str, length: int) -> int:
+        return self.strings.add(template % length)
 
     def sequences(self, objs: list[Any], how: int) -> bool:
         """Lists, tuples and sets: ``element`` edges by index. Small ones all at once, without a list
@@ -114,10 +118,7 @@ class Kinds(Edges):
             return False
         if not len(flat) == len(values) == sum(lens) or not set(map(type, flat)) <= {str}:
             return False
-        labels: list[Any] = list(map(self.keynames.get, flat))
-        if None in labels:
-            labels = list(map(self.key_name, flat))
-        self.emit(values, labels)
+        self.emit(values, cached(self.keynames, flat, self._key_label))
         self.node_edges.fromlist(lens)
         return True
 

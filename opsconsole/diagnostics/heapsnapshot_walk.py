@@ -83,13 +83,14 @@ class _Walk(Kinds):
         kinds = list(map(type, chunk))
         n = len(chunk)
         cuts = [0, *compress(range(1, n), map(is_not, kinds[1:], kinds)), n]
-        sizes = hn.safe_sizes(chunk)
+        sizes: list[int] = []
         for start, stop in pairwise(cuts):
             kind = kinds[start]
             info = self.kinds.get(id(kind))
             if info is None:
                 info = self.kinds[id(kind)] = hn.Kind(kind, self.strings)
             group = chunk[start:stop]
+            sizes += hn.sizes(kind, info, group)
             if not self.group(kind, info, group):
                 for i, obj in enumerate(group, start):
                     sizes[i] += self.one(obj, kind, info, first + i)
@@ -105,7 +106,7 @@ class _Walk(Kinds):
             self.node_label.fromlist([label(info.name, info.node_type)] * m)
         else:
             if info.node_type == hn.N_STRING and not self.full:
-                names = list(map(self.text_name, objs))
+                names = self.text_names_of(kind, objs)
             else:
                 names = list(
                     map(self.strings.add, map(hn.object_name, objs, repeat(kind), repeat(self.full)))
