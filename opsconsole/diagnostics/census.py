@@ -80,6 +80,7 @@ def every_object() -> Iterator[list[object]]:
     enabled = gc.isenabled()
     gc.disable()
     try:
+        time.sleep(0)  # let waiting threads run first: the stall is then the one C call, nothing before it
         yield gc.get_objects()
     finally:
         if enabled:

@@ -110,13 +110,13 @@ class Roots:
         with census.every_object() as objs:
             own.add(id(objs))
             while objs:
+                time.sleep(0)  # first of all: the host's threads waited through get_objects()
                 part = objs[-10_000:]
                 del objs[-10_000:]
                 fresh = w.ords.unseen(part)  # most were reached from the roots: only the rest are sifted
                 if fresh:
                     w.ords.lookup(list(compress(fresh, map(not_, map(own.__contains__, map(id, fresh))))))
                 del part
-                time.sleep(0)
         found = w.ords.count - start
         edges[0].extend(element_labels(0, found))
         edges[1].extend(range(start * NODE_FIELDS, (start + found) * NODE_FIELDS, NODE_FIELDS))
