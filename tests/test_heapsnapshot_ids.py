@@ -23,7 +23,8 @@ def _mixed() -> list[object]:
     16-byte singletons, ints, strs, containers; each referenced twice or more."""
     small = [object() for _ in range(2000)]
     others: list[object] = [None, NotImplemented, Ellipsis, *range(10**6, 10**6 + 500), "a", (1, 2), [3]]
-    return small + others + small[::3] + others[::2] + [None] * 5
+    few_kinds = [x for i in range(400) for x in (object(), 10**7 + i, f"t{i}", (i,))]  # four classes
+    return small + others + small[::3] + others[::2] + [None] * 5 + few_kinds + few_kinds[::5]
 
 
 def _number(table: AddressTable, objs: list[object]) -> list[int]:
@@ -34,6 +35,8 @@ def _number(table: AddressTable, objs: list[object]) -> list[int]:
         for start in range(0, len(objs), 700):  # several batches: later ones meet numbered objects
             found.extend(ords.lookup(objs[start : start + 700]))
         assert sorted(set(found)) == list(range(NODE_FIELDS, ords.count * NODE_FIELDS, NODE_FIELDS))
+        for obj, index in zip(objs, found, strict=True):  # each reference's node is that object's
+            assert ords.objects[index // NODE_FIELDS - ords.first] is obj
         return [ords.ids[index // NODE_FIELDS] for index in found]
     finally:
         ords.close()
