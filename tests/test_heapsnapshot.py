@@ -52,6 +52,15 @@ class Thing:
 HELD = [Thing(f"thing-{i}", i) for i in range(3)]
 SECRET = "s3cr3t-" + secrets.token_hex(12)  # a str value in the heap
 KEYED = {"tok-" + secrets.token_hex(12): "value", "plain_key": 1}  # a secret-looking dict key
+# One run of dicts in the walk: small str-keyed ones around an int-keyed one and a big one.
+MIXED_DICTS = [
+    *({"a": i} for i in range(3)),
+    {7: "seven"},
+    {"b": 1},
+    {f"k{i}": i for i in range(100)},
+    {"c": 2},
+]
+DESCRIPTORS = [vars(Thing)["__dict__"], vars(Thing)["__weakref__"]]  # only unnamed "referent" edges
 
 
 def export(contents: str = "redacted") -> tuple[bytes, dict[str, Any]]:
@@ -174,6 +183,22 @@ def test_python_names_modules_attributes_and_elements(parsed: Parsed) -> None:
     function = parsed.child(module, "export")
     assert parsed.node_type(function) == "closure" and parsed.name(function) == "export"
     assert parsed.child(function, "__globals__") == module  # a module and its globals are one node
+
+
+def test_dicts_in_one_run_keep_their_own_edges_whatever_their_neighbours(parsed: Parsed) -> None:
+    mixed = parsed.child(parsed.module(__name__), "MIXED_DICTS")
+    dicts = [to for _, _, to in parsed.out(mixed)]
+    names = [[(kind, name) for kind, name, _ in parsed.out(d)] for d in dicts]
+    assert names[:3] == [[("property", "a")]] * 3
+    assert names[3] == [("property", "[7]"), ("internal", "(key)")]
+    assert names[4] == [("property", "b")] and names[6] == [("property", "c")]
+    assert names[5] == [("property", f"k{i}") for i in range(100)]
+    assert [parsed.name(to) for _, _, to in parsed.out(dicts[2])] == ["int"]
+    descriptors = [to for _, _, to in parsed.out(parsed.child(parsed.module(__name__), "DESCRIPTORS"))]
+    for ref in descriptors:
+        assert [(kind, name, parsed.name(to)) for kind, name, to in parsed.out(ref)] == [
+            ("internal", "referent", f"class {__name__}.Thing")
+        ]
 
 
 def test_node_ids_are_stable_while_the_object_lives(parsed: Parsed) -> None:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import functools
 import gc
 import sys
+from collections import deque
 from collections.abc import Sequence
-from itertools import chain, repeat
-from operator import attrgetter, is_, lshift, mul, or_
+from itertools import chain, compress, repeat
+from operator import attrgetter, is_, is_not, lshift, lt, mul, or_
 from typing import Any
 
 from opsconsole.diagnostics import heapsnapshot_names as hn
@@ -107,8 +108,42 @@ class Kinds(Edges):
         return True
 
     def dicts(self, objs: list[Any]) -> bool:
-        """Small dicts with only str keys, all at once; False (nothing done) for any other group."""
+        """Dicts in runs: the small ones with only str keys all at once, any other one by itself (one big
+        dict or int key in a group no longer sends its thousand neighbours one at a time)."""
         lens = list(map(len, objs))
+        if max(lens) <= SMALL and self._str_keyed(objs, lens):
+            return True
+        start = 0
+        for odd in [*self._odd_dicts(objs, lens), len(objs)]:
+            if start < odd and not self._str_keyed(objs[start:odd], lens[start:odd]):
+                deque(map(self._dict, objs[start:odd]), 0)  # one changed size meanwhile
+            if odd < len(objs):
+                self._dict(objs[odd])
+            start = odd + 1
+        return True
+
+    def _dict(self, d: dict[Any, object]) -> None:
+        self.pending = 0
+        self.items(d)
+        self.node_edges.append(self.pending)
+
+    @staticmethod
+    def _odd_dicts(objs: list[Any], lens: list[int]) -> list[int]:
+        """Where in ``objs`` the dicts are that are big or have a key that is not a str (all of them
+        if one changed size meanwhile)."""
+        try:
+            keys = list(chain.from_iterable(objs))
+        except RuntimeError:
+            keys = []
+        if len(keys) != sum(lens):
+            return list(range(len(objs)))
+        owners = chain.from_iterable(map(repeat, range(len(objs)), lens))
+        odd = set(compress(owners, map(is_not, map(type, keys), repeat(str))))
+        odd.update(compress(range(len(objs)), map(lt, repeat(SMALL), lens)))
+        return sorted(odd)
+
+    def _str_keyed(self, objs: list[Any], lens: list[int]) -> bool:
+        """Small dicts with only str keys, all at once; False (nothing done) for any other run."""
         if max(lens) > SMALL:
             return False
         try:
@@ -120,6 +155,15 @@ class Kinds(Edges):
             return False
         self.emit(values, cached(self.keynames, flat, self._key_label))
         self.node_edges.fromlist(lens)
+        return True
+
+    def others(self, objs: list[object]) -> bool:
+        """Kinds with nothing to name their references by (descriptors, weakrefs...): "referent"
+        edges, the whole group in a few C calls."""
+        refs = list(map(gc.get_referents, objs))
+        flat = list(chain.from_iterable(refs))
+        self.emit(flat, repeat(self.referent, len(flat)))
+        self.node_edges.fromlist(list(map(len, refs)))
         return True
 
     def instances(self, kind: type, info: hn.Kind, objs: list[object]) -> bool:

@@ -122,6 +122,8 @@ class _Walk(Kinds):
             return self.dicts(objs)
         if how == hn.PROBED:
             return self.probed(info, objs)
+        if how == hn.OTHER:
+            return self.others(objs)
         return how == hn.INSTANCE and self.instances(kind, info, objs)
 
     def one(self, obj: Any, kind: type, info: hn.Kind, ordinal: int) -> int:
