@@ -127,20 +127,16 @@ class _Walk(Kinds):
         return how == hn.INSTANCE and self.instances(kind, info, objs)
 
     def one(self, obj: Any, kind: type, info: hn.Kind, ordinal: int) -> int:
-        """The edges of one object; returns the size its node gets on top of its own (a module's globals)."""
+        """The edges of one object; returns the size its node gets on top of its own (a module's globals).
+        Only instances off their class's layout, modules and classes come here: ``group`` does the rest."""
         self.pending = 0
         how, extra = info.how, 0
-        if how == hn.DICT:
-            self.items(obj)
-        elif how == hn.INSTANCE:
+        if how == hn.INSTANCE:
             self.instance(obj, kind, info)
         elif how == hn.MODULE:
             extra = self.module(obj, ordinal)
-        elif how == hn.CLASS:
-            self.klass(obj)
         else:
-            refs = gc.get_referents(obj)
-            self.emit(refs, repeat(self.referent, len(refs)))
+            self.klass(obj)
         self.node_edges.append(self.pending)
         return extra
 
