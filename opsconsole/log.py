@@ -103,7 +103,7 @@ class RefusalLog:
         self._max_keys = max_keys
         self._keys: dict[tuple[str, str], _Key] = {}
         self._lock = threading.Lock()
-        self.lines = 0  # lines written so far (a bench reads it)
+        self.lines = 0  # lines written so far
 
     def refused(
         self,
