@@ -5,6 +5,7 @@ as a host with default logging would print it (WARNING and up, on stderr)."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import fcntl
 import gc
 import http.client
@@ -26,6 +27,7 @@ from opsconsole.console import Console
 from tests.conftest import console_settings
 from tests.demo_process import run_demo
 from tests.support import FakeClock, Operator, audit_events, login_token, repl_sessions_ended
+from tests.test_console import _cert
 
 SOURCES = ("127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5")
 
@@ -307,3 +309,23 @@ def test_the_connection_cap_logs_once_per_source(
     # the first refusal, then one count line (here: when the console stops)
     assert len(host_log.lines) <= 2, "\n".join(host_log.lines)
     assert "more in the last" in host_log.lines[-1], "\n".join(host_log.lines)
+
+
+def test_failed_tls_handshakes_log_once(tmp_path: Path, keys_dir: Path, host_log: HostLog) -> None:
+    # Tornado logs each failed handshake at WARNING ("SSL Error on ..."); on the console's
+    # thread that line is a refusal like any other.
+    ca, ca_key, _, _ = _cert(tmp_path, "ca", None, server=False)
+    _, _, crt, key = _cert(tmp_path, "server", (ca, ca_key), server=True)
+    c = Console(console_settings(tmp_path, keys_dir, tls_cert=crt, tls_key=key)).start()
+    try:
+        for _ in range(50):
+            with socket.create_connection(("127.0.0.1", c.port), timeout=10) as sock:
+                sock.sendall(b"GET /ops/threads HTTP/1.1\r\nHost: x\r\n\r\n")  # plain HTTP
+                with contextlib.suppress(ConnectionResetError):  # the console hangs up
+                    assert sock.recv(64) == b""
+    finally:
+        c.stop()
+    assert host_log.tracebacks() == [], "\n".join(host_log.lines)
+    # the first, then one count line (here: when the console stops)
+    assert len(host_log.lines) == 2, "\n".join(host_log.lines)
+    assert "SSL Error" in host_log.lines[0] and "49 more" in host_log.lines[1], "\n".join(host_log.lines)
