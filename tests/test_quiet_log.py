@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import fcntl
 import gc
 import http.client
 import json
@@ -14,7 +13,6 @@ import logging
 import os
 import socket
 import struct
-import termios
 import threading
 import time
 from collections import Counter
@@ -182,13 +180,27 @@ def _print_forever(sock: socket.socket) -> None:
     sock.sendall(_mask(json.dumps(["stdin", line]).encode()))
 
 
-def _backed_up(sock: socket.socket) -> None:
-    # Output is flowing and our receive queue is full: the console has writes in flight.
-    sock.recv(4096)
-    deadline = time.monotonic() + 20
-    while struct.unpack("i", fcntl.ioctl(sock, termios.FIONREAD, b"\0\0\0\0"))[0] < 4096:
-        assert time.monotonic() < deadline, "no output arrived"
-        time.sleep(0.01)
+def _send_queue(local: tuple[str, int], remote: tuple[str, int]) -> int | None:
+    """Bytes the kernel holds for the TCP socket ``local`` → ``remote`` (/proc/net/tcp)."""
+    want = {f"{socket.inet_aton(a)[::-1].hex().upper()}:{p:04X}" for a, p in (local, remote)}
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if {fields[1], fields[2]} == want and fields[1].endswith(f":{local[1]:04X}"):
+            return int(fields[4].split(":")[0], 16)
+    return None
+
+
+def _backed_up(console: Console, sock: socket.socket) -> None:
+    # Output is flowing and nobody reads it: the console's send queue for this connection
+    # grows until the kernel takes no more (the same size three polls in a row); from then
+    # on Tornado holds the writes, and their futures are in flight.
+    server, client = ("127.0.0.1", console.port), sock.getsockname()
+    sizes: list[int | None] = []
+    deadline = time.monotonic() + 60
+    while len(sizes) < 3 or not sizes[-1] or len(set(sizes[-3:])) > 1:
+        assert time.monotonic() < deadline, f"the console's send queue never filled: {sizes[-5:]}"
+        sizes.append(_send_queue(server, client))
+        time.sleep(0.05)
 
 
 def _reset(sock: socket.socket) -> None:
@@ -239,7 +251,7 @@ def test_a_terminal_client_that_vanishes_mid_output_leaves_no_traceback(
         sock = _raw_terminal(console, op_token)
         try:
             _print_forever(sock)
-            _backed_up(sock)
+            _backed_up(console, sock)
         finally:
             _reset(sock)
     _settled(host_log)
