@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import secrets
 import threading
@@ -17,8 +18,11 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import tornado.ioloop
+
 from opsconsole import config, log
 from opsconsole.audit import AuditLog
+from opsconsole.audit.summary import RefusalSummary
 from opsconsole.auth.authenticator import Authenticator
 from opsconsole.auth.challenges import ChallengeStore
 from opsconsole.auth.files import ensure_private_dir
@@ -38,6 +42,7 @@ from opsconsole.transport.ssh import SshServer
 
 _log = log.get("console")
 START_TIMEOUT = 10.0
+FLUSH_MS = 1000  # aggregated refusal lines and audit summaries are written within a second
 
 
 class Console:
@@ -71,6 +76,9 @@ class Console:
         self.app_loop = app_loop
         ensure_private_dir(settings.state_dir)
         self.audit = AuditLog.open(settings.audit_path, clock=clock)
+        # Refusals cost an attacker nothing: their log lines and audit records are aggregated.
+        self.refusals = log.RefusalLog(clock=clock)
+        self.refusal_record = RefusalSummary(self.audit.record, clock=clock)
         try:
             self.auth = self._build_auth()
             self.diagnostics = Diagnostics(
@@ -88,7 +96,9 @@ class Console:
             )
             self.ssh: SshServer | None = None
             if settings.ssh_port is not None:
-                self.ssh = SshServer(settings, auth=self.auth, repl=self.repl, record=self.audit.record)
+                self.ssh = SshServer(
+                    settings, auth=self.auth, repl=self.repl, record=self.audit.record, refusals=self.refusals
+                )
         except BaseException:
             self.audit.close()
             raise
@@ -113,7 +123,7 @@ class Console:
             sessions=SessionStore(
                 idle_timeout=s.session_idle_timeout, max_age=s.session_max_age, clock=clock
             ),
-            record=record,
+            record=self.refusal_record,
             clock=clock,
         )
 
@@ -167,6 +177,7 @@ class Console:
             self.ssh.stop()
         self.repl.close_all()
         self.diagnostics.close()
+        self._flush_refusals(final=True)
         if self.url:
             self.audit.record("console.stop", url=self.url, instance=self.instance_id)
         self.audit.close()
@@ -183,6 +194,8 @@ class Console:
         # runs on the console thread: its own loop, never the host's
         loop = QuickWakeLoop()  # REPL output wakes this loop once per frame: one read per wake-up
         asyncio.set_event_loop(loop)
+        loop.set_exception_handler(self._loop_exception)
+        log.bind_thread(self.refusals)  # Tornado's per-connection lines are refusals too
         self._loop = loop
         try:
             loop.run_until_complete(self._serve(ssl_context))
@@ -209,15 +222,35 @@ class Console:
             origin=self.url,
             allowed_origins=frozenset({self.url, *self.settings.extra_origins()}),
             repl=self.repl,
+            refusals=self.refusals,
         )
         app = make_app(svc)
-        server = serve(app, sockets, self.settings, ssl_context)
+        server = serve(app, sockets, self.settings, ssl_context, self.refusals)
+        flush = tornado.ioloop.PeriodicCallback(self._flush_refusals, FLUSH_MS)
+        flush.start()
         self._ready.set()
         try:
             await self._stop_event.wait()
         finally:
+            flush.stop()
             server.stop()
             await server.close_all_connections()
+
+    def _flush_refusals(self, *, final: bool = False) -> None:
+        # the console loop, every FLUSH_MS; and the stopping thread, once, with ``final``
+        self.refusals.flush(final=final)
+        self.refusal_record.flush(final=final)
+
+    def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        # the console loop. A task that failed unobserved (e.g. a write to a client that went
+        # away) is logged like a refusal: aggregated, so no client can fill the log with them.
+        exc = context.get("exception")
+        exc_info = (type(exc), exc, exc.__traceback__) if isinstance(exc, BaseException) else None
+        message = str(context.get("message", "unhandled exception in the console loop"))
+        detail = f"{message}: {type(exc).__name__}: {exc}" if exc_info else message
+        self.refusals.refused(
+            _log, logging.ERROR, f"console loop: {message}", "-", "%s", detail, exc_info=exc_info
+        )
 
 
 def start(

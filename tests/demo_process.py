@@ -13,7 +13,7 @@ import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pyotp
 
@@ -65,11 +65,15 @@ def login(info: dict[str, Any]) -> str:
     return str(answer["token"])
 
 
-def run_demo(state: Path, *, log_in: bool = True, env: dict[str, str] | None = None) -> Iterator[Demo]:
+def run_demo(
+    state: Path, *, log_in: bool = True, env: dict[str, str] | None = None, stderr: IO[str] | None = None
+) -> Iterator[Demo]:
     """Start ``opsconsole demo`` on free ports; stop it with SIGINT (as Ctrl-C) afterwards.
 
     With ``log_in=False`` the token is empty (each TOTP step logs in only once).
-    The process's output is in ``demo.output`` once the generator has finished.
+    The process's output is in ``demo.output`` once the generator has finished; its stderr
+    in ``demo.errors``, or in the file ``stderr`` if given (a pipe read only at the end
+    could fill and block the demo).
     """
     if env is None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("OPSCONSOLE_")}
@@ -90,7 +94,7 @@ def run_demo(state: Path, *, log_in: bool = True, env: dict[str, str] | None = N
         ],
         env=env,
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.PIPE if stderr is None else stderr,
         text=True,
     )
     demo: Demo | None = None
@@ -111,4 +115,4 @@ def run_demo(state: Path, *, log_in: bool = True, env: dict[str, str] | None = N
             proc.kill()
             out, err = proc.communicate()
         if demo is not None:
-            demo.output, demo.errors = out, err
+            demo.output, demo.errors = out, err or ""

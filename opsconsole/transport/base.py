@@ -10,7 +10,7 @@ import asyncio
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 import tornado.web
@@ -73,6 +73,7 @@ class Services:
     origin: str  # this console's own origin, e.g. http://127.0.0.1:8780
     allowed_origins: frozenset[str]  # browser Origins the terminal and cookie POSTs accept
     repl: Any = None  # transport.terminal.ReplFactory, once the REPL is wired
+    refusals: log.RefusalLog = field(default_factory=log.RefusalLog)  # every refusal's log line
 
 
 class SessionHandler(tornado.web.RequestHandler):
@@ -93,6 +94,7 @@ class SessionHandler(tornado.web.RequestHandler):
         self.record = svc.record
         self.session: SessionInfo | None = None
         self.token: str | None = None
+        self.refusal_reason = ""  # why a request was refused, for its (aggregated) access line
 
     @property
     def source(self) -> str:
@@ -186,8 +188,13 @@ class BaseHandler(SessionHandler):
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         # A refused dump (busy, bad name, ...) is the client's business, not a server error.
+        # A refused request's reason goes into its access line (transport.http), which is
+        # aggregated: Tornado would log a WARNING line per refusal here.
         if isinstance(value, DiagnosticsError):
             _log.info("%s %s: %s", self.request.method, self.request.path, value)
+        elif isinstance(value, tornado.web.HTTPError) and value.status_code < 500:
+            message = value.log_message or ""
+            self.refusal_reason = message % value.args if value.args else message
         else:
             super().log_exception(typ, value, tb)
 

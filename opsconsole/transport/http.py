@@ -5,6 +5,7 @@ Built and run on the console thread's own asyncio loop (see ``console.py``).
 
 from __future__ import annotations
 
+import logging
 import socket
 import ssl
 from typing import Any
@@ -30,6 +31,7 @@ from opsconsole.transport.terminal import HARD_MAX_MESSAGE, TerminalHandler
 from opsconsole.transport.ui import ui_routes
 
 _log = log.get("transport.http")
+_REFUSED = frozenset({401, 403, 429})  # refusals worth a WARNING (aggregated all the same)
 
 
 def routes(svc: Services | None) -> list[tuple[str, type[tornado.web.RequestHandler], dict[str, Any]]]:
@@ -72,7 +74,7 @@ def make_app(svc: Services) -> tornado.web.Application:
         default_handler_class=NotFoundHandler,
         default_handler_args={"svc": svc},
         xsrf_cookies=False,  # cookie POSTs are checked against the Origin allow-list instead
-        log_function=_log_request,
+        log_function=lambda handler: _log_request(svc.refusals, handler),
         compress_response=False,
         websocket_ping_interval=svc.settings.ws_ping_interval,
         websocket_ping_timeout=svc.settings.ws_ping_interval,
@@ -80,15 +82,28 @@ def make_app(svc: Services) -> tornado.web.Application:
     )
 
 
-def _log_request(handler: tornado.web.RequestHandler) -> None:
+def _log_request(refusals: log.RefusalLog, handler: tornado.web.RequestHandler) -> None:
     # The path only: query strings and headers could one day carry something secret.
+    # An operator's own requests get a line each; everything else (refusals, and requests
+    # made before any login) is aggregated, since anyone can send those by the thousand.
     status = handler.get_status()
-    _log.info(
-        "%d %s %s %.1fms",
+    method, path, ms = handler.request.method, handler.request.path, 1000.0 * handler.request.request_time()
+    if getattr(handler, "session", None) is not None and status < 400:
+        _log.info("%d %s %s %.1fms", status, method, path, ms)
+        return
+    source = handler.request.remote_ip or "unknown"
+    reason = getattr(handler, "refusal_reason", "")
+    refusals.refused(
+        _log,
+        logging.WARNING if status in _REFUSED else logging.INFO,
+        f"HTTP {status}" if status >= 400 else f"HTTP {status} {method} {path}",
+        source,
+        "%d %s %s from %s%s",
         status,
-        handler.request.method,
-        handler.request.path,
-        1000.0 * handler.request.request_time(),
+        method,
+        path[:200],
+        source,
+        f": {reason}" if reason else "",
     )
 
 
@@ -96,10 +111,20 @@ class CappedHTTPServer(tornado.httpserver.HTTPServer):
     """An HTTPServer that refuses connections past ``max_connections`` at accept()."""
 
     max_connections = 64
+    refusals = log.RefusalLog()  # serve() gives each server its console's
 
     def handle_stream(self, stream: tornado.iostream.IOStream, address: tuple[Any, ...]) -> None:
         if len(self._connections) >= self.max_connections:
-            _log.warning("connection cap %d reached; closing %s", self.max_connections, address[0])
+            source = str(address[0])
+            self.refusals.refused(
+                _log,
+                logging.WARNING,
+                "connection cap",
+                source,
+                "connection cap %d reached; closing %s",
+                self.max_connections,
+                source,
+            )
             stream.close()
             return
         sock = stream.socket
@@ -142,8 +167,15 @@ def serve(
     sockets: list[socket.socket],
     settings: Settings,
     ssl_context: ssl.SSLContext | None,
+    refusals: log.RefusalLog | None = None,
 ) -> CappedHTTPServer:
-    """Start serving ``app`` on ``sockets`` with the pre-auth limits."""
+    """Start serving ``app`` on ``sockets`` with the pre-auth limits.
+
+    Tornado's own per-connection lines (a malformed request, a failed TLS handshake, a read
+    error) go through ``refusals`` when logged on the console thread (``log.bind_thread``).
+    """
+    for name in ("tornado.general", "tornado.application", "tornado.access"):
+        log.route_library(name, _log, log.template)
     server = CappedHTTPServer(
         app,
         ssl_options=ssl_context,
@@ -156,5 +188,7 @@ def serve(
         xheaders=False,  # never trust X-Forwarded-For: lockout is keyed on the peer address
     )
     server.max_connections = settings.max_connections
+    if refusals is not None:
+        server.refusals = refusals
     server.add_sockets(sockets)
     return server

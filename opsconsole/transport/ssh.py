@@ -12,6 +12,7 @@ Threads: ``opsconsole-ssh`` accepts; each connection's paramiko Transport runs o
 from __future__ import annotations
 
 import contextlib
+import logging
 import secrets
 import socket
 import threading
@@ -81,6 +82,14 @@ class _Transport(paramiko.Transport):
     """A Transport that audits what paramiko refuses before authentication."""
 
     refused: Any = None  # set per connection: called with (reason, **fields)
+    refusals: log.RefusalLog | None = None  # set per connection, with the peer's address
+    source = "-"
+
+    def run(self) -> None:
+        # the transport's own thread: paramiko's lines about this connection (a socket
+        # closed before the banner logs a traceback) are aggregated like every refusal
+        log.bind_thread(self.refusals, self.source)
+        super().run()
 
     def _ensure_authed(self, ptype: int, message: paramiko.Message) -> paramiko.Message | None:
         # paramiko answers channel opens and global requests before authentication with a
@@ -91,13 +100,32 @@ class _Transport(paramiko.Transport):
         return reply
 
 
+def _paramiko_cause(record: logging.LogRecord) -> str | None:
+    # paramiko logs a failed connection as one headline ("Exception (server): Error reading
+    # SSH protocol banner", "Socket exception: ...") and then its traceback line by line:
+    # the headline is the refusal, the traceback and per-connection chatter are dropped.
+    text = str(record.msg)
+    return f"SSH {text.split(':', 1)[0]}" if text.startswith(_PARAMIKO_HEADLINES) else None
+
+
+_PARAMIKO_HEADLINES = ("Exception (", "Socket exception", "Unknown exception", "Oops, unhandled")
+
+
 class SshServer:
     """The console's SSH listener. ``start``/``stop`` run on the thread that starts the console."""
 
     def __init__(
-        self, settings: Settings, *, auth: Authenticator, repl: ReplFactory, record: Callable[..., None]
+        self,
+        settings: Settings,
+        *,
+        auth: Authenticator,
+        repl: ReplFactory,
+        record: Callable[..., None],
+        refusals: log.RefusalLog | None = None,
     ) -> None:
         self._settings = settings
+        self._refusals = refusals or log.RefusalLog()
+        log.route_library("paramiko.transport", _log, _paramiko_cause)
         self._auth = auth
         self._repl = repl
         self._record = record
@@ -159,14 +187,31 @@ class SshServer:
                 pending = sum(1 for t in self._transports if not t.is_authenticated())
                 full = self._stopping or pending >= self._settings.ssh_max_unauthenticated
             if full:
-                # Not audited: a flood would fill the log. Logged, and the socket is gone at once.
-                _log.warning("SSH connection from %s closed: %d still authenticating", source, pending)
+                # Not audited: a flood would fill the log. Logged (aggregated), and the socket is gone.
+                self._refusals.refused(
+                    _log,
+                    logging.WARNING,
+                    "SSH cap",
+                    source,
+                    "SSH connection from %s closed: %d still authenticating",
+                    source,
+                    pending,
+                )
                 sock.close()
                 continue
             try:
                 self._serve(sock, source)
-            except Exception:
-                _log.exception("SSH connection from %s failed to start", source)
+            except Exception as exc:
+                self._refusals.refused(
+                    _log,
+                    logging.ERROR,
+                    "SSH start",
+                    source,
+                    "SSH connection from %s failed to start: %s",
+                    source,
+                    exc,
+                    exc_info=(type(exc), exc, exc.__traceback__),
+                )
                 sock.close()
 
     def _serve(self, sock: socket.socket, source: str) -> None:
@@ -181,6 +226,7 @@ class SshServer:
             self._auth.refuse(reason, source=source, user=user, connection=connection_id, **fields)
 
         transport.refused = refuse
+        transport.refusals, transport.source = self._refusals, source
         grace = threading.Timer(self._settings.ssh_login_grace, self._grace_over, (transport, refuse))
         grace.name = f"opsconsole-ssh-grace-{connection_id}"
         grace.daemon = True

@@ -170,6 +170,8 @@ class ConnectionPolicy(paramiko.ServerInterface):
         self._refuse(reason, **fields)
 
     def _refuse(self, reason: str, **fields: object) -> None:
+        if self.principal is not None:  # refusals inside a login are audited one by one, never folded
+            fields.setdefault("session", self._connection_id)
         self._auth.refuse(
             reason, source=self._source, user=self._user, connection=self._connection_id, **fields
         )

@@ -71,6 +71,7 @@ class TerminalHandler(SessionHandler, tornado.websocket.WebSocketHandler):
     def _refuse(self, status: int, reason: str, message: str) -> None:
         user = self.session.principal.user if self.session else ""
         self.auth.refuse(reason, source=self.source, user=user)
+        self.refusal_reason = reason  # for the access line
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(
@@ -171,9 +172,13 @@ class TerminalHandler(SessionHandler, tornado.websocket.WebSocketHandler):
             future = self.write_message(json.dumps(["stdout", text]))
         except tornado.websocket.WebSocketClosedError:
             return
-        future.add_done_callback(lambda _f: self._sent(size))
+        future.add_done_callback(lambda f: self._sent(size, f))
 
-    def _sent(self, size: int) -> None:
+    def _sent(self, size: int, future: asyncio.Future[None]) -> None:
+        # IO loop. A write to a client that went away fails with WebSocketClosedError:
+        # retrieve it here, or asyncio logs a traceback per write when the task is collected.
+        if not future.cancelled():
+            future.exception()
         with self._drained:
             self._pending -= size
             self._drained.notify_all()

@@ -1,0 +1,343 @@
+"""The host's log under attack: floods, clients that vanish or stop reading, SSH sockets that
+never send a banner. Real consoles, real loopback sockets; what reaches the log is captured
+as a host with default logging would print it (WARNING and up, on stderr)."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import gc
+import http.client
+import json
+import logging
+import os
+import socket
+import struct
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from opsconsole.console import Console
+from tests.conftest import console_settings
+from tests.demo_process import run_demo
+from tests.support import FakeClock, Operator, audit_events, login_token, repl_sessions_ended
+from tests.test_console import _cert
+
+SOURCES = ("127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5")
+
+
+class HostLog(logging.Handler):
+    """What a host's stderr would show: every record at WARNING and up, tracebacks included."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+        self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.extend(self.format(record).splitlines())
+
+    def tracebacks(self) -> list[str]:
+        return [line for line in self.lines if "Traceback" in line or "never retrieved" in line]
+
+
+@pytest.fixture
+def host_log() -> Iterator[HostLog]:
+    handler = HostLog()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    yield handler
+    root.removeHandler(handler)
+
+
+# -- the regression test: a flood from four sources -----------------------------------------
+
+
+def _flood(url: str, source: str, until: float, statuses: Counter[tuple[str, str, int]]) -> None:
+    # One keep-alive connection per source, bound to that loopback address; reconnects when
+    # the console closes it. Unauthenticated: a made-up token, and logins that cannot succeed.
+    port = int(url.rsplit(":", 1)[1])
+    login = json.dumps({"user": "mallory", "nonce": "00" * 16, "signature": "x", "totp": "123456"})
+    conn: http.client.HTTPConnection | None = None
+    n = 0
+    while time.monotonic() < until:
+        if conn is None:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=(source, 0))
+        try:
+            if n % 2:
+                conn.request("POST", "/ops/auth/login", login, {"Content-Type": "application/json"})
+                kind = "login"
+            else:
+                conn.request("GET", "/ops/threads", headers={"Authorization": "Bearer not-a-token"})
+                kind = "token"
+            resp = conn.getresponse()
+            resp.read()
+            statuses[(source, kind, resp.status)] += 1
+        except (OSError, http.client.HTTPException):
+            conn.close()
+            conn = None
+        n += 1
+    if conn is not None:
+        conn.close()
+
+
+def test_obs5_log_is_not_an_attackers_megaphone(tmp_path: Path) -> None:
+    """A 3 s flood of unauthenticated requests from 4 sources: a handful of log lines, and the
+    audit log keeps each refused login either one by one (the first 20 per reason and source
+    in a window) or in counted summaries, adding up to exactly the refusals made."""
+    state = tmp_path / "demo"
+    statuses: Counter[tuple[str, str, int]] = Counter()
+    seconds = 3.0
+    gen = run_demo(state, log_in=False)
+    demo = next(gen)
+    try:
+        until = time.monotonic() + seconds
+        threads = [
+            threading.Thread(target=_flood, args=(demo.url, source, until, statuses)) for source in SOURCES
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(seconds + 30)
+    finally:
+        for _ in gen:  # stops the demo (SIGINT) and collects its output
+            pass
+    refused = sum(n for (_, _, status), n in statuses.items() if status in (401, 429))
+    assert refused >= 200, statuses  # a flood, even on a loaded machine
+    assert "Traceback" not in demo.errors, demo.errors
+    lines = [line for line in demo.errors.splitlines() if line.strip()]
+    # Per source and cause (401, 429) a first line and a count line: a few lines a second.
+    assert len(lines) <= 24, "\n".join(lines)
+    assert any("more in the last" in line for line in lines), "\n".join(lines)
+
+    events = audit_events(state / "state" / "audit.jsonl")
+    one_by_one: Counter[tuple[str, str]] = Counter()
+    summarised: Counter[tuple[str, str]] = Counter()
+    for e in events:
+        f = e["fields"]
+        if e["event"] == "auth.failure" and f["source"] in SOURCES:
+            one_by_one[(f["source"], f["reason"])] += 1
+        elif e["event"] == "auth.summary" and f["of"] == "auth.failure":
+            summarised[(f["source"], f["reason"])] += f["count"]
+    assert all(n <= 20 for n in one_by_one.values()), one_by_one
+    for source in SOURCES:
+        logins = statuses[(source, "login", 401)]
+        recorded = sum(n for (s, _), n in one_by_one.items() if s == source)
+        folded = sum(n for (s, _), n in summarised.items() if s == source)
+        assert recorded + folded == logins, (source, recorded, folded, logins)
+        reasons = {r for s, r in one_by_one if s == source}
+        if logins > 20 * len(reasons):  # some (reason, source) went past its burst: folded
+            assert folded > recorded, (source, one_by_one, summarised)
+    limited = sum(n for (_, _, status), n in statuses.items() if status == 429)
+    assert summarised or limited, "the refused logins were neither folded nor rate-limited"
+
+
+# -- the websocket: a client that stops reading, a client that vanishes -----------------------
+
+
+def _mask(payload: bytes, opcode: int = 0x1) -> bytes:
+    key = os.urandom(4)
+    masked = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    n = len(payload)
+    header = (
+        struct.pack("!BB", 0x80 | opcode, 0x80 | n)
+        if n < 126
+        else struct.pack("!BBH", 0x80 | opcode, 0xFE, n)
+    )
+    return header + key + masked
+
+
+def _raw_terminal(console: Console, token: str) -> socket.socket:
+    """A websocket client on a bare socket with a tiny receive buffer: it reads the 101 and
+    then only what the test asks for."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", console.port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        (
+            f"GET /ops/terminal HTTP/1.1\r\nHost: 127.0.0.1:{console.port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+            f"Origin: {console.url}\r\nAuthorization: Bearer {token}\r\n\r\n"
+        ).encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(1)
+        assert chunk, head
+        head += chunk
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return sock
+
+
+def _print_forever(sock: socket.socket) -> None:
+    line = "for _ in range(3_000): print('y' * 10_000)\r"
+    sock.sendall(_mask(json.dumps(["stdin", line]).encode()))
+
+
+def _send_queue(local: tuple[str, int], remote: tuple[str, int]) -> int | None:
+    """Bytes the kernel holds for the TCP socket ``local`` → ``remote`` (/proc/net/tcp)."""
+    want = {f"{socket.inet_aton(a)[::-1].hex().upper()}:{p:04X}" for a, p in (local, remote)}
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if {fields[1], fields[2]} == want and fields[1].endswith(f":{local[1]:04X}"):
+            return int(fields[4].split(":")[0], 16)
+    return None
+
+
+def _backed_up(console: Console, sock: socket.socket) -> None:
+    # Output is flowing and nobody reads it: the console's send queue for this connection
+    # grows until the kernel takes no more (the same size three polls in a row); from then
+    # on Tornado holds the writes, and their futures are in flight.
+    server, client = ("127.0.0.1", console.port), sock.getsockname()
+    sizes: list[int | None] = []
+    deadline = time.monotonic() + 60
+    while len(sizes) < 3 or not sizes[-1] or len(set(sizes[-3:])) > 1:
+        assert time.monotonic() < deadline, f"the console's send queue never filled: {sizes[-5:]}"
+        sizes.append(_send_queue(server, client))
+        time.sleep(0.05)
+
+
+def _reset(sock: socket.socket) -> None:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST, not FIN
+    sock.close()
+
+
+def _refusals(console: Console, reason: str) -> int:
+    return sum(
+        1
+        for e in audit_events(console.settings.audit_path)
+        if e["event"] == "auth.refused" and e["fields"]["reason"] == reason
+    )
+
+
+@pytest.fixture
+def op_token(console: Console, operators: dict[str, Operator], clock: FakeClock) -> str:
+    return login_token(console.url, operators["alice"], clock())
+
+
+def _settled(host_log: HostLog) -> None:
+    # Unobserved task failures are reported when the task is collected.
+    assert repl_sessions_ended(20), "the REPL session never ended"
+    gc.collect()
+
+
+def test_a_terminal_client_that_stops_reading_leaves_no_traceback(
+    console: Console, op_token: str, host_log: HostLog
+) -> None:
+    sock = _raw_terminal(console, op_token)
+    try:
+        _print_forever(sock)
+        deadline = time.monotonic() + 60
+        while not _refusals(console, "ws_slow_client"):
+            assert time.monotonic() < deadline, "the client that stopped reading was never dropped"
+            time.sleep(0.1)
+    finally:
+        _reset(sock)
+    _settled(host_log)
+    assert host_log.tracebacks() == [], "\n".join(host_log.lines)
+    assert len(host_log.lines) <= 2, "\n".join(host_log.lines)
+
+
+def test_a_terminal_client_that_vanishes_mid_output_leaves_no_traceback(
+    console: Console, op_token: str, host_log: HostLog
+) -> None:
+    for _ in range(5):
+        sock = _raw_terminal(console, op_token)
+        try:
+            _print_forever(sock)
+            _backed_up(console, sock)
+        finally:
+            _reset(sock)
+    _settled(host_log)
+    assert host_log.tracebacks() == [], "\n".join(host_log.lines)
+    assert len(host_log.lines) <= 2, "\n".join(host_log.lines)
+
+
+# -- the SSH port: sockets that never send a banner -------------------------------------------
+
+
+def _transport_threads() -> list[str]:
+    return [
+        t.name
+        for t in threading.enumerate()
+        if t.name.startswith("opsconsole-ssh-") and not t.name.startswith("opsconsole-ssh-grace-")
+    ]
+
+
+def test_ssh_sockets_without_a_banner_leave_no_traceback(
+    tmp_path: Path, keys_dir: Path, clock: FakeClock, host_log: HostLog
+) -> None:
+    c = Console(console_settings(tmp_path, keys_dir, ssh_port=0), clock=clock).start()
+    try:
+        assert c.ssh_port is not None
+        for n in range(30):
+            sock = socket.create_connection(("127.0.0.1", c.ssh_port), timeout=10)
+            if n % 3 == 1:
+                sock.sendall(b"GET / HTTP/1.1\r\n\r\n")  # not an SSH banner
+            elif n % 3 == 2:
+                sock.recv(256)  # read the server's banner, then go
+            if n % 2:
+                _reset(sock)
+            else:
+                sock.close()
+        deadline = time.monotonic() + 30
+        while _transport_threads():
+            assert time.monotonic() < deadline, _transport_threads()
+            time.sleep(0.05)
+    finally:
+        c.stop()
+    assert host_log.tracebacks() == [], "\n".join(host_log.lines)
+    # one line per cause from this source, and one count line each when the console stops
+    assert len(host_log.lines) <= 6, "\n".join(host_log.lines)
+
+
+def test_the_connection_cap_logs_once_per_source(
+    tmp_path: Path, keys_dir: Path, clock: FakeClock, host_log: HostLog
+) -> None:
+    c = Console(console_settings(tmp_path, keys_dir, max_connections=4), clock=clock).start()
+    held: list[socket.socket] = []
+    try:
+        for _ in range(4):
+            held.append(socket.create_connection(("127.0.0.1", c.port), timeout=10))
+        refused = 0
+        for _ in range(200):
+            with socket.create_connection(("127.0.0.1", c.port), timeout=10) as sock:
+                sock.sendall(b"GET /ops/threads HTTP/1.1\r\nHost: x\r\n\r\n")
+                try:
+                    refused += sock.recv(64) == b""  # closed at accept, no answer
+                except ConnectionResetError:
+                    refused += 1
+        assert refused >= 190
+    finally:
+        for sock in held:
+            sock.close()
+        c.stop()
+    # the first refusal, then one count line (here: when the console stops)
+    assert len(host_log.lines) <= 2, "\n".join(host_log.lines)
+    assert "more in the last" in host_log.lines[-1], "\n".join(host_log.lines)
+
+
+def test_failed_tls_handshakes_log_once(tmp_path: Path, keys_dir: Path, host_log: HostLog) -> None:
+    # Tornado logs each failed handshake at WARNING ("SSL Error on ..."); on the console's
+    # thread that line is a refusal like any other.
+    ca, ca_key, _, _ = _cert(tmp_path, "ca", None, server=False)
+    _, _, crt, key = _cert(tmp_path, "server", (ca, ca_key), server=True)
+    c = Console(console_settings(tmp_path, keys_dir, tls_cert=crt, tls_key=key)).start()
+    try:
+        for _ in range(50):
+            with socket.create_connection(("127.0.0.1", c.port), timeout=10) as sock:
+                sock.sendall(b"GET /ops/threads HTTP/1.1\r\nHost: x\r\n\r\n")  # plain HTTP
+                with contextlib.suppress(ConnectionResetError):  # the console hangs up
+                    assert sock.recv(64) == b""
+    finally:
+        c.stop()
+    assert host_log.tracebacks() == [], "\n".join(host_log.lines)
+    # the first, then one count line (here: when the console stops)
+    assert len(host_log.lines) == 2, "\n".join(host_log.lines)
+    assert "SSL Error" in host_log.lines[0] and "49 more" in host_log.lines[1], "\n".join(host_log.lines)
