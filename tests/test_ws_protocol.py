@@ -20,7 +20,7 @@ import tornado
 
 from opsconsole.console import Console
 from opsconsole.errors import ProtocolError
-from opsconsole.transport import ws_frames, ws_messages, ws_protocol
+from opsconsole.transport import terminal, ws_frames, ws_messages, ws_protocol
 from tests.support import FakeClock, Operator, audit_events, login_token
 from tests.terminal_client import clean
 from tests.ws_client import (
@@ -164,6 +164,30 @@ def test_good_frames_still_work(console: Console, ws: RawWebSocket) -> None:
     ws.send(close_frame(1000, b"bye"))
     assert ws.close_code() == 1000
     assert ws_refusals(console) == []
+
+
+def test_on_a_drifted_tornado_the_stock_reader_stands_in(
+    console: Console,
+    operators: dict[str, Operator],
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The fallback: Tornado's own reader, our message checks, and one warning in the log."""
+    monkeypatch.setattr(ws_protocol, "SUPPORTED", False)
+    monkeypatch.setattr(terminal, "_warned", [])
+    token = login_token(console.url, operators["alice"], clock())
+    for _ in range(2):
+        conn = RawWebSocket(console.url)
+        try:
+            assert conn.upgrade([*upgrade_headers(conn.netloc), ("Authorization", f"Bearer {token}")]) == 101
+            conn.send(frame(BINARY, b"x"))
+            assert conn.close_code() == 1003
+        finally:
+            conn.close()
+    assert ws_refusals(console) == ["ws_binary_message"] * 2
+    warnings = [r for r in caplog.records if "frame reader not replaced" in r.getMessage()]
+    assert len(warnings) == 1
 
 
 # -- the pure parts ----------------------------------------------------------------------

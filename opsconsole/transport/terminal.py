@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import secrets
 import threading
@@ -50,8 +51,9 @@ class TerminalHandler(SessionHandler, tornado.websocket.WebSocketHandler):
 
         Nothing of Tornado's websocket code has seen the request before ``ws_gate.decide``.
         """
-        policy = ws_gate.Policy.of(self.svc.origin, self.svc.allowed_origins)
-        refusal = ws_gate.decide(self.request.headers, policy, cookie=self.get_cookie(COOKIE) is not None)
+        refusal = ws_gate.decide(
+            self.request.headers, self._policy(), cookie=self.get_cookie(COOKIE) is not None
+        )
         if refusal is not None:
             if refusal.status == 426:
                 self.set_header("Sec-WebSocket-Version", "13")
@@ -67,13 +69,18 @@ class TerminalHandler(SessionHandler, tornado.websocket.WebSocketHandler):
     def check_origin(self, origin: str) -> bool:
         # Tornado asks this for some requests only (which ones depends on its version); the
         # gate has decided them all already, with the same comparison.
-        if ws_gate.origin_allowed(origin, ws_gate.Policy.of(self.svc.origin, self.svc.allowed_origins)):
+        if ws_gate.origin_allowed(origin, self._policy()):
             return True
         self.auth.refuse("ws_origin", source=self.source, origin=origin[:200])
         return False
 
+    def _policy(self) -> ws_gate.Policy:
+        return _policy(self.svc.origin, self.svc.allowed_origins)
+
     def get_websocket_protocol(self) -> tornado.websocket.WebSocketProtocol | None:
         stock = super().get_websocket_protocol()
+        if stock is None:
+            return None
         if not isinstance(stock, tornado.websocket.WebSocketProtocol13) or not ws_protocol.SUPPORTED:
             _warn_stock_reader()
             return stock
@@ -274,6 +281,11 @@ _ERRORS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 426: "upgr
 _warned: list[bool] = []
 
 
+@functools.cache
+def _policy(origin: str, allowed_origins: frozenset[str]) -> ws_gate.Policy:
+    return ws_gate.Policy.of(origin, allowed_origins)
+
+
 def _warn_stock_reader() -> None:
     # runs on the console IO loop; once per process
     if not _warned:
@@ -282,7 +294,7 @@ def _warn_stock_reader() -> None:
             "tornado %s: websocket frame reader not replaced (%s); protocol errors drop the "
             "connection without a close code",
             tornado.version,
-            "; ".join(ws_protocol.shape_problems()) or "not version 13",
+            "; ".join(ws_protocol.shape_problems()) or "another protocol class",
         )
 
 

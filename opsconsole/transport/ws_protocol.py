@@ -24,9 +24,11 @@ from typing import Any
 
 import tornado.websocket
 
-from opsconsole.errors import ProtocolError
+from opsconsole import log
+from opsconsole.errors import OpsConsoleError, ProtocolError
 from opsconsole.transport import ws_frames as wf
 
+_log = log.get("transport.terminal")
 _CHUNK = 64 * 1024  # what a dropped payload is read in: memory stays bounded whatever its length
 
 # Tornado's private members this reader relies on, with their parameters.
@@ -132,9 +134,13 @@ class StrictProtocol(tornado.websocket.WebSocketProtocol13):
         self._failed = True
         self._message = None
         report: Callable[[ProtocolError], Any] | None = getattr(self.handler, "protocol_error", None)
-        if report is not None:
-            report(exc)  # audits once and closes with exc.code
-        self.close(exc.code, exc.message)  # sends nothing if a close frame went out already
+        try:
+            if report is not None:
+                report(exc)  # audits once and closes with exc.code
+        except OpsConsoleError as err:  # e.g. the audit log cannot be written: close all the same
+            _log.error("websocket protocol error %s not reported: %s", exc.reason, err)
+        finally:
+            self.close(exc.code, exc.message)  # sends nothing if a close frame went out already
 
     async def _drop_frame(self) -> None:
         # After a violation: skip frames until the peer's close frame, which ends it.
