@@ -30,6 +30,7 @@ from tests.ws_client import (
     PING,
     PONG,
     TEXT,
+    BlockingTerm,
     RawWebSocket,
     frame,
     upgrade_headers,
@@ -188,6 +189,24 @@ def test_on_a_drifted_tornado_the_stock_reader_stands_in(
     assert ws_refusals(console) == ["ws_binary_message"] * 2
     warnings = [r for r in caplog.records if "frame reader not replaced" in r.getMessage()]
     assert len(warnings) == 1
+
+
+def test_the_benchmarks_blocking_client_runs_a_line(
+    console: Console, operators: dict[str, Operator], clock: FakeClock
+) -> None:
+    term = BlockingTerm(console.url, login_token(console.url, operators["alice"], clock()))
+    try:
+        seen = ""
+        deadline = time.monotonic() + 20
+        for pattern, typed in ((r">>> ?$", "6*7\r"), (r"^42$", None)):
+            while not re.search(pattern, clean(seen), re.MULTILINE):
+                assert time.monotonic() < deadline, clean(seen)[-500:]
+                seen += term.read_text()
+            if typed:
+                seen = ""
+                term.send(typed)
+    finally:
+        term.close()
 
 
 # -- the pure parts ----------------------------------------------------------------------
