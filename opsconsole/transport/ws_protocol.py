@@ -65,11 +65,11 @@ SUPPORTED = not shape_problems()
 class StrictProtocol(tornado.websocket.WebSocketProtocol13):
     """Tornado's server-side protocol with a frame reader that polices every frame."""
 
-    _message: bytearray | None = None  # the fragmented message being assembled
-    _message_opcode = wf.TEXT
-    _failed = False  # a violation was reported: wait for the peer's close, drop the rest
-    _skip = 0  # bytes of the refused frame still to be dropped
-    _lost = False  # the frames cannot be followed any more: drop bytes until EOF
+    _strict_message: bytearray | None = None  # the fragmented message being assembled
+    _strict_message_opcode = wf.TEXT
+    _strict_failed = False  # a violation was reported: wait for the peer's close, drop the rest
+    _strict_skip = 0  # bytes of the refused frame still to be dropped
+    _strict_lost = False  # the frames cannot be followed any more: drop bytes until EOF
 
     @classmethod
     def replacing(cls, stock: tornado.websocket.WebSocketProtocol13) -> StrictProtocol:
@@ -77,7 +77,7 @@ class StrictProtocol(tornado.websocket.WebSocketProtocol13):
         return cls(stock.handler, stock.mask_outgoing, stock.params)
 
     async def _receive_frame(self) -> None:
-        if self._failed:
+        if self._strict_failed:
             await self._drop_frame()
             return
         try:
@@ -90,15 +90,15 @@ class StrictProtocol(tornado.websocket.WebSocketProtocol13):
         try:
             length = await self._length(head)
         except ProtocolError:
-            self._lost = True
+            self._strict_lost = True
             raise
         try:
-            wf.check_head(head, in_message=self._message is not None)
+            wf.check_head(head, in_message=self._strict_message is not None)
             if not head.control:
-                buffered = 0 if self._message is None else len(self._message)
+                buffered = 0 if self._strict_message is None else len(self._strict_message)
                 wf.check_size(buffered, length, self.params.max_message_size)
         except ProtocolError:
-            self._skip = length + (4 if head.masked else 0)
+            self._strict_skip = length + (4 if head.masked else 0)
             raise
         mask = await self._read_bytes(4)
         payload = wf.unmask(mask, await self._read_bytes(length) if length else b"")
@@ -107,15 +107,16 @@ class StrictProtocol(tornado.websocket.WebSocketProtocol13):
                 wf.check_close(payload)
             await self._deliver(head.opcode, payload)
             return
-        if head.fin and self._message is None:  # the common case: a whole message in one frame
+        if head.fin and self._strict_message is None:  # the common case: a whole message in one frame
             opcode, data = head.opcode, payload
         else:
-            if self._message is None:
-                self._message, self._message_opcode = bytearray(), head.opcode
-            self._message += payload
+            if self._strict_message is None:
+                self._strict_message, self._strict_message_opcode = bytearray(), head.opcode
+            self._strict_message += payload
             if not head.fin:
                 return
-            opcode, data, self._message = self._message_opcode, bytes(self._message), None
+            opcode, data = self._strict_message_opcode, bytes(self._strict_message)
+            self._strict_message = None
         if opcode == wf.TEXT:
             wf.check_text(data)
         await self._deliver(opcode, data)
@@ -131,8 +132,8 @@ class StrictProtocol(tornado.websocket.WebSocketProtocol13):
             await handled
 
     def _fail(self, exc: ProtocolError) -> None:
-        self._failed = True
-        self._message = None
+        self._strict_failed = True
+        self._strict_message = None
         report: Callable[[ProtocolError], Any] | None = getattr(self.handler, "protocol_error", None)
         try:
             if report is not None:
@@ -144,18 +145,18 @@ class StrictProtocol(tornado.websocket.WebSocketProtocol13):
 
     async def _drop_frame(self) -> None:
         # After a violation: skip frames until the peer's close frame, which ends it.
-        if self._lost:
+        if self._strict_lost:
             await self.stream.read_bytes(_CHUNK, partial=True)
             return
-        if self._skip:
-            await self._discard(self._skip)
-            self._skip = 0
+        if self._strict_skip:
+            await self._discard(self._strict_skip)
+            self._strict_skip = 0
             return
         head = wf.Head.parse(await self._read_bytes(2))
         try:
             length = await self._length(head)
         except ProtocolError:
-            self._lost = True
+            self._strict_lost = True
             return
         await self._discard(length + (4 if head.masked else 0))
         if head.opcode == wf.CLOSE:
