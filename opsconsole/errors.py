@@ -10,6 +10,7 @@
     │   └── AuditChainError    the hash chain is broken (names the line)
     ├── ConsoleError           start/stop problems: bind failures, a stopped console
     ├── ClientError            the CLI client got an error answer or could not connect
+    ├── ProtocolError          a websocket client broke RFC 6455 or the terminal's messages
     └── DiagnosticsError       a dump could not be made as asked
         ├── BusyError          another expensive dump is running (HTTP 429 + Retry-After)
         ├── InvalidRequestError a bad name or parameter (HTTP 400)
@@ -92,6 +93,21 @@ class ClientError(OpsConsoleError):
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+class ProtocolError(OpsConsoleError):
+    """A websocket peer sent what RFC 6455 or the terminal's message format forbids.
+
+    ``code`` is the close code the connection ends with (1002, 1003, 1007, 1008, 1009),
+    ``reason`` a short machine-readable code for the audit log, and the message the close
+    reason the client sees (short: a close frame carries at most 123 bytes of it).
+    """
+
+    def __init__(self, code: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+        self.message = message
 
 
 class DiagnosticsError(OpsConsoleError):

@@ -143,3 +143,21 @@ def repl_sessions_ended(timeout: float = 10.0) -> bool:
             return False
         time.sleep(0.05)
     return True
+
+
+def browser_cookie(url: str, token: str) -> str:
+    """A browser's session cookie value, the real way: a ticket redeemed by the page."""
+    _, link = call(url, "POST", "/ops/auth/ticket", {}, token=token)
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=10)
+    try:
+        body = json.dumps({"ticket": link["ticket"]})
+        conn.request("POST", "/ops/auth/redeem", body, {"Content-Type": "application/json", "Origin": url})
+        resp = conn.getresponse()
+        resp.read()
+        cookie = resp.getheader("Set-Cookie") or ""
+    finally:
+        conn.close()
+    name, _, value = cookie.split(";")[0].partition("=")
+    assert resp.status == 200 and name == "opsconsole_session" and value, (resp.status, cookie)
+    return value

@@ -203,11 +203,11 @@ async def test_too_big_message_is_closed_1009(console: Console, op_token: str) -
     assert "ws_message_too_big" in refusals(console)
 
 
-async def test_malformed_frame_is_closed_1003(console: Console, op_token: str) -> None:
+async def test_malformed_message_is_closed_1008(console: Console, op_token: str) -> None:
     term = await ready(console, op_token)
     await term.conn.write_message('["rm", "-rf"]')
-    assert await term.closed() == 1003
-    assert "ws_malformed_frame" in refusals(console)
+    assert await term.closed() == 1008
+    assert "ws_malformed_message" in refusals(console)
 
 
 async def test_message_flood_is_closed_1008(console: Console, op_token: str) -> None:

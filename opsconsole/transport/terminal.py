@@ -10,28 +10,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import secrets
 import threading
 import time
-import urllib.parse
 from typing import Any, ClassVar
 
+import tornado
 import tornado.ioloop
 import tornado.websocket
 
 from opsconsole import log
 from opsconsole.auth.principal import Role
-from opsconsole.errors import AuthError, OpsConsoleError
+from opsconsole.errors import AuthError, OpsConsoleError, ProtocolError
 from opsconsole.repl.session import ReplSession
-from opsconsole.transport.base import ApiError, SessionHandler
+from opsconsole.transport import ws_gate, ws_messages, ws_protocol
+from opsconsole.transport.base import COOKIE, ApiError, SessionHandler
 
 _log = log.get("transport.terminal")
 SESSION_CHECK_MS = 250  # logout or expiry closes the terminal within a second
 MAX_ROWS, MAX_COLS = 500, 1000
 STALL_SECONDS = 5.0  # a client that takes no output for this long has stopped reading
-# Our limit, checked per message so the refusal is specific and audited. Tornado's own
-# websocket_max_message_size (HARD_MAX_MESSAGE) caps what it buffers before we see it.
+# Our limit: the frame reader refuses a longer message at its header (1009, audited).
+# HARD_MAX_MESSAGE caps what Tornado's own reader buffers when it has to stand in.
 MAX_MESSAGE = 64 * 1024
 HARD_MAX_MESSAGE = 1024 * 1024
 
@@ -45,9 +47,17 @@ class TerminalHandler(SessionHandler, tornado.websocket.WebSocketHandler):
     # -- the handshake ---------------------------------------------------------------------
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
-        """Authenticate and check Host before upgrading; refusals are audited."""
-        if not self._host_allowed():
-            self._refuse(403, "ws_host", f"Host {self.request.host!r} is not this console")
+        """The gate, then authentication, then Tornado's upgrade; every refusal is audited.
+
+        Nothing of Tornado's websocket code has seen the request before ``ws_gate.decide``.
+        """
+        refusal = ws_gate.decide(
+            self.request.headers, self._policy(), cookie=self.get_cookie(COOKIE) is not None
+        )
+        if refusal is not None:
+            if refusal.status == 426:
+                self.set_header("Sec-WebSocket-Version", "13")
+            self._refuse(refusal.status, refusal.reason, refusal.message)
             return
         try:
             self.authenticate()
@@ -56,27 +66,56 @@ class TerminalHandler(SessionHandler, tornado.websocket.WebSocketHandler):
             return
         await super().get(*args, **kwargs)
 
-    def _host_allowed(self) -> bool:
-        # A DNS-rebinding page reaches us with a foreign Host; only our own origins pass.
-        hosts = {urllib.parse.urlsplit(o).netloc for o in self.svc.allowed_origins}
-        return self.request.host in hosts
-
     def check_origin(self, origin: str) -> bool:
-        # Exact match only: no suffix or subdomain logic to get wrong.
-        if origin in self.svc.allowed_origins:
+        # Tornado asks this for some requests only (which ones depends on its version); the
+        # gate has decided them all already, with the same comparison.
+        if ws_gate.origin_allowed(origin, self._policy()):
             return True
         self.auth.refuse("ws_origin", source=self.source, origin=origin[:200])
         return False
 
+    def _policy(self) -> ws_gate.Policy:
+        return _policy(self.svc.origin, self.svc.allowed_origins)
+
+    def get_websocket_protocol(self) -> tornado.websocket.WebSocketProtocol | None:
+        stock = super().get_websocket_protocol()
+        if stock is None:
+            return None
+        if not isinstance(stock, tornado.websocket.WebSocketProtocol13) or not ws_protocol.SUPPORTED:
+            _warn_stock_reader()
+            return stock
+        return ws_protocol.StrictProtocol.replacing(stock)
+
+    @property
+    def max_message_size(self) -> int:
+        # The strict reader refuses a longer message at its header, before buffering it.
+        return MAX_MESSAGE if ws_protocol.SUPPORTED else HARD_MAX_MESSAGE
+
     def _refuse(self, status: int, reason: str, message: str) -> None:
-        user = self.session.principal.user if self.session else ""
-        self.auth.refuse(reason, source=self.source, user=user)
+        token, via = self.credentials()
+        self.auth.refuse(
+            reason,
+            source=self.source,
+            user=self._user_of(token),
+            credential=via,
+            origin=self.request.headers.get("Origin", "")[:200],
+            host=self.request.headers.get("Host", "")[:200],
+        )
         self.refusal_reason = reason  # for the access line
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(
-            json.dumps({"error": "forbidden" if status == 403 else "unauthorized", "message": message})
-        )
+        self.finish(json.dumps({"error": _ERRORS.get(status, "forbidden"), "message": message}))
+
+    def _user_of(self, token: str | None) -> str:
+        # Whose live session a refused request carried, for the audit; the idle timer is left alone.
+        if self.session is not None:
+            return self.session.principal.user
+        if token is None:
+            return ""
+        try:
+            return self.auth.session(token, touch=False).principal.user
+        except AuthError:
+            return ""
 
     # -- the open connection -----------------------------------------------------------------
 
@@ -108,26 +147,29 @@ class TerminalHandler(SessionHandler, tornado.websocket.WebSocketHandler):
             self._drop(1011, "ws_session_failed", "the REPL session could not start")
 
     def on_message(self, message: str | bytes) -> None:
-        if _size(message) > MAX_MESSAGE:
-            self._drop(1009, "ws_message_too_big", f"messages are at most {MAX_MESSAGE} bytes")
+        if self._closing:  # a close frame went out: what the client still sends is not acted on
+            return
+        try:
+            parsed = ws_messages.parse(message, max_bytes=MAX_MESSAGE)
+        except ProtocolError as exc:
+            self.protocol_error(exc)
             return
         if not self._bucket.take():
             self._drop(1008, "ws_rate_limit", "too many messages")
             return
-        try:
-            frame = json.loads(message)
-            kind = frame[0]
-            if kind == "stdin" and len(frame) == 2 and isinstance(frame[1], str):
+        if isinstance(parsed, ws_messages.Stdin):
+            try:
                 self.auth.session(self.token or "")  # typing is activity: restart the idle timer
-                self.repl.feed(frame[1])
-            elif kind == "set_size" and len(frame) == 3 and all(type(v) is int for v in frame[1:]):
-                self.repl.resize(max(1, min(frame[1], MAX_ROWS)), max(1, min(frame[2], MAX_COLS)))
-            else:
-                raise ValueError(kind)
-        except AuthError:
-            self._drop(1008, "ws_session_expired", "session expired or revoked")
-        except (ValueError, TypeError, IndexError, KeyError):
-            self._drop(1003, "ws_malformed_frame", 'frames are ["stdin", text] or ["set_size", rows, cols]')
+            except AuthError:
+                self._drop(1008, "ws_session_expired", "session expired or revoked")
+                return
+            self.repl.feed(parsed.text)
+        else:
+            self.repl.resize(max(1, min(parsed.rows, MAX_ROWS)), max(1, min(parsed.cols, MAX_COLS)))
+
+    def protocol_error(self, exc: ProtocolError) -> None:
+        """A broken frame or message: audited once per connection, closed with its code."""
+        self._drop(exc.code, exc.reason, exc.message)
 
     def on_close(self) -> None:
         self._mark_closing()
@@ -240,10 +282,25 @@ class _Bucket:
         return True
 
 
-def _size(message: str | bytes) -> int:
-    if isinstance(message, bytes) or len(message) * 4 <= MAX_MESSAGE:
-        return len(message)
-    return len(message.encode("utf-8", "surrogatepass"))
+_ERRORS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 426: "upgrade_required"}
+_warned: list[bool] = []
+
+
+@functools.cache
+def _policy(origin: str, allowed_origins: frozenset[str]) -> ws_gate.Policy:
+    return ws_gate.Policy.of(origin, allowed_origins)
+
+
+def _warn_stock_reader() -> None:
+    # runs on the console IO loop; once per process
+    if not _warned:
+        _warned.append(True)
+        _log.warning(
+            "tornado %s: websocket frame reader not replaced (%s); protocol errors drop the "
+            "connection without a close code",
+            tornado.version,
+            "; ".join(ws_protocol.shape_problems()) or "another protocol class",
+        )
 
 
 def _bounded(raw: str, high: int, default: int) -> int:
