@@ -25,6 +25,7 @@ from opsconsole.auth.files import ensure_private_dir
 from opsconsole.auth.lockout import Lockout
 from opsconsole.auth.operators import OperatorStore
 from opsconsole.auth.sessions import SessionStore
+from opsconsole.auth.sources import RequestRate
 from opsconsole.auth.tickets import TicketStore
 from opsconsole.auth.totp import TotpGuard
 from opsconsole.config import Settings
@@ -32,6 +33,8 @@ from opsconsole.diagnostics.service import Diagnostics
 from opsconsole.errors import ConsoleError
 from opsconsole.repl.factory import ReplFactory
 from opsconsole.repl.loop import QuickWakeLoop
+from opsconsole.transport import http
+from opsconsole.transport.admission import Admission, Penalties
 from opsconsole.transport.base import Services
 from opsconsole.transport.http import bind, make_app, serve
 from opsconsole.transport.ssh import SshServer
@@ -64,6 +67,9 @@ class Console:
         self.port = 0
         self.url = ""
         self.ssh_port: int | None = None  # set by start() when the SSH port is on
+        # Per-source penalties count what a source did on either door.
+        self.penalties = Penalties(min_seconds=settings.penalty_min, max_seconds=settings.penalty_max)
+        self.http_admission: Admission = http.admission(settings, self.penalties)
         if app_loop is None:
             # Started inside a running loop: that is the app's loop; dumps show its tasks.
             with contextlib.suppress(RuntimeError):
@@ -88,7 +94,13 @@ class Console:
             )
             self.ssh: SshServer | None = None
             if settings.ssh_port is not None:
-                self.ssh = SshServer(settings, auth=self.auth, repl=self.repl, record=self.audit.record)
+                self.ssh = SshServer(
+                    settings,
+                    auth=self.auth,
+                    repl=self.repl,
+                    record=self.audit.record,
+                    penalties=self.penalties,
+                )
         except BaseException:
             self.audit.close()
             raise
@@ -209,9 +221,13 @@ class Console:
             origin=self.url,
             allowed_origins=frozenset({self.url, *self.settings.extra_origins()}),
             repl=self.repl,
+            admission=self.http_admission,
+            request_rate=RequestRate(
+                rate=self.settings.unauthenticated_rate, burst=self.settings.unauthenticated_burst
+            ),
         )
         app = make_app(svc)
-        server = serve(app, sockets, self.settings, ssl_context)
+        server = serve(app, sockets, self.settings, ssl_context, self.http_admission)
         self._ready.set()
         try:
             await self._stop_event.wait()

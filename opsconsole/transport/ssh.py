@@ -2,8 +2,9 @@
 
 Off unless ``ssh_port`` is set. What a connection may do is ``ssh_policy``; what a shell is,
 ``ssh_shell``. This module owns the socket-level limits: TCP_NODELAY on every accepted
-socket (keystrokes are tiny writes), a cap on connections still authenticating (checked at
-accept, before any crypto is spent), a login grace timer, and the algorithm allow-lists.
+socket (keystrokes are tiny writes), the admission of connections still authenticating
+(global and per-source caps, random early drop, penalties: checked at accept, before any
+crypto is spent), a banner timeout, a login grace timer, and the algorithm allow-lists.
 
 Threads: ``opsconsole-ssh`` accepts; each connection's paramiko Transport runs on its own
 ``opsconsole-ssh-<id>`` thread; a grace timer thread per unauthenticated connection.
@@ -27,11 +28,14 @@ from opsconsole.config import Settings
 from opsconsole.errors import ConsoleError
 from opsconsole.repl.factory import ReplFactory
 from opsconsole.transport import ssh_hostkey
+from opsconsole.transport.admission import Admission, EarlyDrop, Penalties
 from opsconsole.transport.ssh_policy import ConnectionPolicy
 from opsconsole.transport.ssh_shell import ShellChannel
 
 _log = log.get("transport.ssh")
-BACKLOG = 64
+# Deep enough that a burst of connects from one source cannot crowd another client's SYN
+# out of the kernel's queue: who may stay is decided after accept(), by the admission.
+BACKLOG = 1024
 
 # Allow-lists, applied as paramiko's disabled_algorithms so an older or newer paramiko
 # cannot widen them: no SHA-1 anywhere (no ssh-rsa signatures, no sha1 kex or MACs), no CBC.
@@ -81,6 +85,7 @@ class _Transport(paramiko.Transport):
     """A Transport that audits what paramiko refuses before authentication."""
 
     refused: Any = None  # set per connection: called with (reason, **fields)
+    ended: Any = None  # set per connection: called once when the transport thread ends
 
     def _ensure_authed(self, ptype: int, message: paramiko.Message) -> paramiko.Message | None:
         # paramiko answers channel opens and global requests before authentication with a
@@ -90,12 +95,26 @@ class _Transport(paramiko.Transport):
             self.refused("ssh_channel_before_auth", message_type=ptype)
         return reply
 
+    def run(self) -> None:
+        # the transport's own thread
+        try:
+            super().run()
+        finally:
+            if self.ended is not None:
+                self.ended()
+
 
 class SshServer:
     """The console's SSH listener. ``start``/``stop`` run on the thread that starts the console."""
 
     def __init__(
-        self, settings: Settings, *, auth: Authenticator, repl: ReplFactory, record: Callable[..., None]
+        self,
+        settings: Settings,
+        *,
+        auth: Authenticator,
+        repl: ReplFactory,
+        record: Callable[..., None],
+        penalties: Penalties | None = None,
     ) -> None:
         self._settings = settings
         self._auth = auth
@@ -110,6 +129,14 @@ class SshServer:
         self._lock = threading.Lock()
         self._transports: list[paramiko.Transport] = []
         self._stopping = False
+        self.admission = Admission(
+            "ssh",
+            cap=settings.ssh_max_unauthenticated,
+            per_source=settings.ssh_max_unauthenticated_per_source,
+            early_drop=EarlyDrop(*settings.early_drop_fractions),
+            penalties=penalties
+            or Penalties(min_seconds=settings.penalty_min, max_seconds=settings.penalty_max),
+        )
 
     def start(self) -> int:
         host, port = self._settings.host, self._settings.ssh_port or 0
@@ -152,21 +179,20 @@ class SshServer:
                 sock, addr = listener.accept()
             except OSError:
                 return  # the listener was closed: the console is stopping
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             source = str(addr[0])
             with self._lock:
                 self._transports = [t for t in self._transports if t.is_active()]
-                pending = sum(1 for t in self._transports if not t.is_authenticated())
-                full = self._stopping or pending >= self._settings.ssh_max_unauthenticated
-            if full:
-                # Not audited: a flood would fill the log. Logged, and the socket is gone at once.
-                _log.warning("SSH connection from %s closed: %d still authenticating", source, pending)
+                stopping = self._stopping
+            # Not audited: a flood would fill the log. The admission logs; the socket is gone at once.
+            if stopping or not self.admission.admit(source, sock).admitted:
                 sock.close()
                 continue
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             try:
                 self._serve(sock, source)
             except Exception:
                 _log.exception("SSH connection from %s failed to start", source)
+                self.admission.release(sock)
                 sock.close()
 
     def _serve(self, sock: socket.socket, source: str) -> None:
@@ -175,6 +201,7 @@ class SshServer:
         transport.name = f"opsconsole-ssh-{connection_id}"
         transport.add_server_key(self.host_key)
         transport.set_keepalive(30)
+        transport.banner_timeout = self._settings.header_timeout
 
         def refuse(reason: str, **fields: object) -> None:
             user = str(fields.pop("user", ""))
@@ -188,6 +215,13 @@ class SshServer:
 
         def on_login(principal: Principal) -> None:
             grace.cancel()
+            self.admission.authenticated(sock)
+
+        def ended() -> None:
+            grace.cancel()
+            self.admission.release(sock, "noauth")  # no-op once authenticated
+
+        transport.ended = ended
 
         def open_shell(channel: paramiko.Channel, principal: Principal, rows: int, cols: int) -> None:
             shell = ShellChannel(
@@ -227,4 +261,5 @@ class SshServer:
         # the grace timer's thread
         if transport.is_active() and not transport.is_authenticated():
             refuse("ssh_login_grace_expired", seconds=self._settings.ssh_login_grace)
+            self.admission.release(transport.sock, "timeout")
             transport.close()
