@@ -24,6 +24,7 @@ the HTTP door calls it on the console loop, the SSH door on its accept and trans
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import threading
@@ -180,7 +181,9 @@ class Admission:
                 self._pending[key] = source
                 self._per[source] += 1
         if cause:
-            _log.info("%s connection from %s refused: %s", self.door, source, cause)
+            # A source serving a penalty was named once when it began; its refusals are noise.
+            level = logging.DEBUG if cause == "penalty" else logging.INFO
+            _log.log(level, "%s connection from %s refused: %s", self.door, source, cause)
             if cause == "source_cap":
                 self._penalties.penalise(source, cause)
             return Verdict(False, source, cause)
