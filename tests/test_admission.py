@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import pytest
 
+from opsconsole import config
 from opsconsole.auth import sources
 from opsconsole.auth.sources import RequestRate, source_key
+from opsconsole.errors import ConfigError
 from opsconsole.transport import admission
 from opsconsole.transport.admission import Admission, EarlyDrop, Penalties
 from tests.support import FakeClock
@@ -236,3 +238,22 @@ def test_request_rate_remembers_a_bounded_number_of_sources(
     for i in range(1000):
         rate.take(f"10.5.{i // 256}.{i % 256}")
     assert rate.tracked() <= 100
+
+
+# -- settings ------------------------------------------------------------------------------
+
+
+def test_the_limits_settings_are_checked() -> None:
+    s = config.load(None, environ={})
+    assert s.early_drop_fractions == (0.5, 0.3, 1.0)
+    assert s.max_unauthenticated_per_source < s.max_connections
+    assert s.ssh_max_unauthenticated_per_source < s.ssh_max_unauthenticated
+    from_env = config.load(None, environ={"OPSCONSOLE_EARLY_DROP": "10:0:90"})
+    assert from_env.early_drop_fractions == (0.1, 0, 0.9)
+    for bad in ("50:30", "50:30:100:1", "60:30:50", "50:130:100", "a:b:c", "-1:30:100", "５0:30:100"):
+        with pytest.raises(ConfigError, match="early_drop"):
+            config.load(None, environ={}, early_drop=bad)
+    with pytest.raises(ConfigError, match="penalty_min"):
+        config.load(None, environ={}, penalty_min=60, penalty_max=30)
+    with pytest.raises(ConfigError, match="unauthenticated_rate"):
+        config.load(None, environ={}, unauthenticated_rate=0)
