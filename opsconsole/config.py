@@ -57,7 +57,7 @@ class Settings:
     max_connections: int = 64
     # Connections not yet authenticated from one source (an IPv4 address, an IPv6 /64) on
     # the HTTP port; more are closed at accept().
-    max_unauthenticated_per_source: int = 8
+    max_unauthenticated_per_source: int = 16
     # Random early drop of unauthenticated connections, "start:rate:full" in percent: from
     # start % of a door's cap, drop a new one with rate % probability, rising to 100 % at full %.
     early_drop: str = "50:30:100"
