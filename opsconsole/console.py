@@ -33,10 +33,9 @@ from opsconsole.diagnostics.service import Diagnostics
 from opsconsole.errors import ConsoleError
 from opsconsole.repl.factory import ReplFactory
 from opsconsole.repl.loop import QuickWakeLoop
-from opsconsole.transport import http
 from opsconsole.transport.admission import Admission, Penalties
 from opsconsole.transport.base import Services
-from opsconsole.transport.http import bind, make_app, serve
+from opsconsole.transport.http import bind, make_admission, make_app, serve
 from opsconsole.transport.ssh import SshServer
 
 _log = log.get("console")
@@ -69,7 +68,7 @@ class Console:
         self.ssh_port: int | None = None  # set by start() when the SSH port is on
         # Per-source penalties count what a source did on either door.
         self.penalties = Penalties(min_seconds=settings.penalty_min, max_seconds=settings.penalty_max)
-        self.http_admission: Admission = http.admission(settings, self.penalties)
+        self.http_admission: Admission = make_admission(settings, self.penalties)
         if app_loop is None:
             # Started inside a running loop: that is the app's loop; dumps show its tasks.
             with contextlib.suppress(RuntimeError):

@@ -150,8 +150,9 @@ class CappedHTTPServer(tornado.httpserver.HTTPServer):
         if watch is None or self.admission is None:
             return
         tornado.ioloop.IOLoop.current().remove_timeout(watch.timer)
-        # Still unauthenticated: a connection that never completed a request is penalised
-        # (slowloris, idlers), one we closed for taking too long more so.
+        # Closed while unauthenticated (release() ignores the others): one we cut for taking
+        # too long costs its source most, one that never completed a request (slowloris,
+        # idlers) less, one that made requests (a login) nothing.
         cause = "timeout" if watch.expired else None if watch.requested else "noauth"
         self.admission.release(stream, cause)
 
@@ -199,7 +200,7 @@ class _FirstRequest(tornado.httputil.HTTPMessageDelegate):
         self._inner.on_connection_close()
 
 
-def admission(settings: Settings, penalties: Penalties) -> Admission:
+def make_admission(settings: Settings, penalties: Penalties) -> Admission:
     """The HTTP door's admission of unauthenticated connections."""
     return Admission(
         "http",
