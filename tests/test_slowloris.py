@@ -9,7 +9,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ import paramiko
 import pytest
 
 from opsconsole.console import Console
+from opsconsole.transport.admission import Admission
 from tests.conftest import console_settings
 from tests.ssh_client import both_factors
 from tests.support import FakeClock, Operator, call, login_token
@@ -56,15 +57,13 @@ def slowloris(port: int, mode: str) -> Iterator[dict[str, Any]]:
 
 
 def _under_attack(
-    console: Console, port: int, mode: str, login: Any, seconds: float = ATTACK_SECONDS
+    door: tuple[Admission, int, int], mode: str, login: Callable[[], None], seconds: float = ATTACK_SECONDS
 ) -> list[float]:
-    """Log in again and again for ``seconds`` under the attack; returns each login's time."""
-    admission = console.http_admission if mode == "http" else console.ssh.admission  # type: ignore[union-attr]
-    per_source = (
-        console.settings.max_unauthenticated_per_source
-        if mode == "http"
-        else console.settings.ssh_max_unauthenticated_per_source
-    )
+    """Log in again and again for ``seconds`` under the attack; returns each login's time.
+
+    ``door``: its admission, port and per-source cap.
+    """
+    admission, port, per_source = door
     times: list[float] = []
     with slowloris(port, mode) as counts:
         end = time.monotonic() + seconds
@@ -108,7 +107,8 @@ def test_obs2_one_unauthenticated_client_cannot_lock_operators_out(
 
     settings = console_settings(tmp_path, keys_dir, **overrides, **BACK_TO_BACK)
     with Console(settings, clock=clock).start() as console:
-        times = _under_attack(console, console.port, "http", login, seconds)
+        door = (console.http_admission, console.port, settings.max_unauthenticated_per_source)
+        times = _under_attack(door, "http", login, seconds)
     assert len(times) >= 5
 
 
@@ -129,6 +129,7 @@ def test_obs2_one_unauthenticated_client_cannot_lock_operators_out_of_ssh(
 
     settings = console_settings(tmp_path, keys_dir, ssh_port=0, **BACK_TO_BACK)
     with Console(settings, clock=clock).start() as console:
-        assert console.ssh_port is not None
-        times = _under_attack(console, console.ssh_port, "ssh", login)
+        assert console.ssh is not None and console.ssh_port is not None
+        door = (console.ssh.admission, console.ssh_port, settings.ssh_max_unauthenticated_per_source)
+        times = _under_attack(door, "ssh", login)
     assert len(times) >= 5
