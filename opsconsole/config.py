@@ -49,8 +49,27 @@ class Settings:
     lockout_base_delay: float = 1.0
     lockout_max_delay: float = 900.0
     max_body_bytes: int = 65536
+    # Seconds to send request headers (also how long a keep-alive connection may idle) and a body.
     header_timeout: float = 5.0
+    body_timeout: float = 5.0
+    # Seconds an HTTP connection may stay open before it carries a valid session.
+    preauth_timeout: float = 30.0
     max_connections: int = 64
+    # Connections not yet authenticated from one source (an IPv4 address, an IPv6 /64) on
+    # the HTTP port; more are closed at accept().
+    max_unauthenticated_per_source: int = 16
+    # Random early drop of unauthenticated connections, "start:rate:full" in percent: from
+    # start % of a door's cap, drop a new one with rate % probability, rising to 100 % at full %.
+    early_drop: str = "50:30:100"
+    # Per-source penalties (seconds): a source refused at its cap, timing out or leaving
+    # without authenticating builds up penalty time; from penalty_min on it is refused at
+    # accept until that time has run out (at most penalty_max). penalty_max = 0: off.
+    penalty_min: float = 15.0
+    penalty_max: float = 600.0
+    # Requests without a valid session per second and per source (burst: at once); beyond
+    # that 429 with Retry-After, before the body is parsed.
+    unauthenticated_rate: float = 20.0
+    unauthenticated_burst: int = 100
     # Browser origins besides the console's own that may open the terminal and send
     # cookie-authenticated requests (comma-separated), e.g. behind a proxy.
     allowed_origins: str = ""
@@ -72,6 +91,8 @@ class Settings:
     ssh_login_grace: float = 60.0
     # SSH connections still authenticating at once; more are closed at accept().
     ssh_max_unauthenticated: int = 10
+    # Of those, from one source (an IPv4 address, an IPv6 /64).
+    ssh_max_unauthenticated_per_source: int = 4
     # Seconds between leak detector samples; 0 (the default) leaves it off until started by hand.
     leak_interval: float = 0.0
 
@@ -82,6 +103,12 @@ class Settings:
     @property
     def ssh_host_key_path(self) -> Path:
         return self.ssh_host_key if self.ssh_host_key is not None else self.state_dir / "ssh_host_ed25519_key"
+
+    @property
+    def early_drop_fractions(self) -> tuple[float, float, float]:
+        """``early_drop`` as fractions (start, rate, full); checked by :func:`load`."""
+        start, rate, full = (int(p) / 100 for p in self.early_drop.split(":"))
+        return start, rate, full
 
     @property
     def audit_path(self) -> Path:
@@ -126,13 +153,21 @@ _LIMITS: dict[str, tuple[float, float]] = {
     "lockout_max_delay": (0.001, 86400),
     "max_body_bytes": (1024, 65536),
     "header_timeout": (0.1, 60),
+    "body_timeout": (0.1, 600),
+    "preauth_timeout": (1, 3600),
     "max_connections": (1, 100000),
+    "max_unauthenticated_per_source": (1, 100000),
+    "penalty_min": (0, 86400),
+    "penalty_max": (0, 86400),
+    "unauthenticated_rate": (0.01, 100000),
+    "unauthenticated_burst": (1, 100000),
     "ws_ping_interval": (1, 3600),
     "ws_rate_limit": (1, 100000),
     "ws_output_buffer": (65536, 1 << 30),
     "ssh_port": (0, 65535),
     "ssh_login_grace": (1, 600),
     "ssh_max_unauthenticated": (1, 10000),
+    "ssh_max_unauthenticated_per_source": (1, 10000),
     "leak_interval": (0, 3600),
     "repl_switch_interval": (0, 0.1),
 }
@@ -273,3 +308,15 @@ def _check_safety(s: Settings) -> None:
         raise ConfigError("must not exceed session_max_age", key="session_idle_timeout")
     if s.lockout_base_delay > s.lockout_max_delay:
         raise ConfigError("must not exceed lockout_max_delay", key="lockout_base_delay")
+    if s.penalty_min > s.penalty_max:
+        raise ConfigError("must not exceed penalty_max", key="penalty_min")
+    _check_early_drop(s.early_drop)
+
+
+def _check_early_drop(text: str) -> None:
+    parts = text.split(":")
+    if len(parts) != 3 or not all(p.isascii() and p.isdigit() for p in parts):
+        raise ConfigError(f"{text!r} is not start:rate:full (three whole percentages)", key="early_drop")
+    start, rate, full = (int(p) for p in parts)
+    if not (0 <= start <= full <= 100 and rate <= 100):
+        raise ConfigError(f"{text!r}: need 0 <= start <= full <= 100 and rate <= 100", key="early_drop")

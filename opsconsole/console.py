@@ -29,6 +29,7 @@ from opsconsole.auth.files import ensure_private_dir
 from opsconsole.auth.lockout import Lockout
 from opsconsole.auth.operators import OperatorStore
 from opsconsole.auth.sessions import SessionStore
+from opsconsole.auth.sources import RequestRate
 from opsconsole.auth.tickets import TicketStore
 from opsconsole.auth.totp import TotpGuard
 from opsconsole.config import Settings
@@ -36,8 +37,9 @@ from opsconsole.diagnostics.service import Diagnostics
 from opsconsole.errors import ConsoleError
 from opsconsole.repl.factory import ReplFactory
 from opsconsole.repl.loop import QuickWakeLoop
+from opsconsole.transport.admission import Admission, Penalties
 from opsconsole.transport.base import Services
-from opsconsole.transport.http import bind, make_app, serve
+from opsconsole.transport.http import bind, make_admission, make_app, serve
 from opsconsole.transport.ssh import SshServer
 
 _log = log.get("console")
@@ -69,6 +71,13 @@ class Console:
         self.port = 0
         self.url = ""
         self.ssh_port: int | None = None  # set by start() when the SSH port is on
+        # Per-source penalties count what a source did on either door.
+        # Refusals cost an attacker nothing: their log lines and audit records are aggregated.
+        self.refusals = log.RefusalLog(clock=clock)
+        self.penalties = Penalties(
+            min_seconds=settings.penalty_min, max_seconds=settings.penalty_max, refusals=self.refusals
+        )
+        self.http_admission: Admission = make_admission(settings, self.penalties)
         if app_loop is None:
             # Started inside a running loop: that is the app's loop; dumps show its tasks.
             with contextlib.suppress(RuntimeError):
@@ -76,8 +85,6 @@ class Console:
         self.app_loop = app_loop
         ensure_private_dir(settings.state_dir)
         self.audit = AuditLog.open(settings.audit_path, clock=clock)
-        # Refusals cost an attacker nothing: their log lines and audit records are aggregated.
-        self.refusals = log.RefusalLog(clock=clock)
         self.refusal_record = RefusalSummary(self.audit.record, clock=clock)
         try:
             self.auth = self._build_auth()
@@ -97,7 +104,12 @@ class Console:
             self.ssh: SshServer | None = None
             if settings.ssh_port is not None:
                 self.ssh = SshServer(
-                    settings, auth=self.auth, repl=self.repl, record=self.audit.record, refusals=self.refusals
+                    settings,
+                    auth=self.auth,
+                    repl=self.repl,
+                    record=self.audit.record,
+                    refusals=self.refusals,
+                    penalties=self.penalties,
                 )
         except BaseException:
             self.audit.close()
@@ -223,9 +235,15 @@ class Console:
             allowed_origins=frozenset({self.url, *self.settings.extra_origins()}),
             repl=self.repl,
             refusals=self.refusals,
+            admission=self.http_admission,
+            request_rate=RequestRate(
+                rate=self.settings.unauthenticated_rate, burst=self.settings.unauthenticated_burst
+            ),
         )
         app = make_app(svc)
-        server = serve(app, sockets, self.settings, ssl_context, self.refusals)
+        server = serve(
+            app, sockets, self.settings, ssl_context, refusals=self.refusals, admission=self.http_admission
+        )
         flush = tornado.ioloop.PeriodicCallback(self._flush_refusals, FLUSH_MS)
         flush.start()
         self._ready.set()

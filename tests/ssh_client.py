@@ -158,3 +158,9 @@ class Impostor(paramiko.PKey):
 
     def sign_ssh_data(self, data: bytes, algorithm: str | None = None) -> paramiko.Message:
         return self._signer.sign_ssh_data(data, algorithm)
+
+
+def both_factors(transport: paramiko.Transport, user: str, key: Path, code: str) -> None:
+    """Log in as OpenSSH does: publickey (a partial success), then the TOTP code."""
+    assert transport.auth_publickey(user, paramiko.PKey.from_path(key)) == ["keyboard-interactive"]
+    transport.auth_interactive(user, totp_answer(code))

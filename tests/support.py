@@ -90,10 +90,17 @@ def call(
     *,
     token: str | None = None,
     headers: dict[str, str] | None = None,
+    source: str | None = None,
 ) -> tuple[int, Any]:
-    """One raw HTTP request; returns (status, decoded JSON body or None)."""
+    """One raw HTTP request (from loopback address ``source``, e.g. 127.0.0.2, if given);
+    returns (status, decoded JSON body or None)."""
     parts = urllib.parse.urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=10)
+    conn = http.client.HTTPConnection(
+        parts.hostname or "127.0.0.1",
+        parts.port,
+        timeout=10,
+        source_address=None if source is None else (source, 0),
+    )
     hdrs = dict(headers or {})
     data = None
     if body is not None:

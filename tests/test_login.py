@@ -214,9 +214,16 @@ def test_lockout_refuses_a_correct_login_then_lets_it_in(
 
 
 def test_lockout_holds_across_parallel_attempts(
-    console: Console, operators: dict[str, Operator], clock: FakeClock
+    tmp_path: Path, keys_dir: Path, operators: dict[str, Operator], clock: FakeClock
 ) -> None:
-    op = operators["alice"]
+    # 20 connections at once from one address: above the default per-source connection cap,
+    # which would refuse most at accept. This test is about the lockout behind that cap.
+    settings = console_settings(tmp_path, keys_dir, max_unauthenticated_per_source=32)
+    with Console(settings, clock=clock).start() as console:
+        _parallel_attempts(console, operators["alice"])
+
+
+def _parallel_attempts(console: Console, op: Operator) -> None:
     signed = []
     for _ in range(20):
         ch = challenge(console, op.user)

@@ -19,6 +19,7 @@ from opsconsole import log
 from opsconsole.auth.authenticator import Authenticator
 from opsconsole.auth.principal import Principal, Role
 from opsconsole.auth.sessions import SessionInfo
+from opsconsole.auth.sources import RequestRate
 from opsconsole.config import Settings
 from opsconsole.diagnostics import render
 from opsconsole.diagnostics.service import Diagnostics
@@ -30,6 +31,7 @@ from opsconsole.errors import (
     NotFoundError,
     StateError,
 )
+from opsconsole.transport.admission import Admission
 
 _log = log.get("transport")
 COOKIE = "opsconsole_session"
@@ -56,10 +58,19 @@ _CODES = {
 class ApiError(tornado.web.HTTPError):
     """An HTTP error with a stable ``error`` code and a client-facing ``message``."""
 
-    def __init__(self, status: int, code: str, message: str, *, log_message: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        log_message: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(status, log_message, reason=None)
         self.code = code
         self.message = message
+        self.retry_after = retry_after  # seconds, sent as Retry-After
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +85,8 @@ class Services:
     allowed_origins: frozenset[str]  # browser Origins the terminal and cookie POSTs accept
     repl: Any = None  # transport.terminal.ReplFactory, once the REPL is wired
     refusals: log.RefusalLog = field(default_factory=log.RefusalLog)  # every refusal's log line
+    admission: Admission | None = None  # the HTTP door's pre-auth connection limits
+    request_rate: RequestRate | None = None  # unauthenticated requests per source
 
 
 class SessionHandler(tornado.web.RequestHandler):
@@ -103,6 +116,7 @@ class SessionHandler(tornado.web.RequestHandler):
     def authenticate(self) -> None:
         """Set ``self.session`` or raise ApiError 401/403 (the reason goes to the log)."""
         if self.required_role is None:
+            self.limit_unauthenticated()
             return
         token, via = self.credentials()
         try:
@@ -110,11 +124,15 @@ class SessionHandler(tornado.web.RequestHandler):
                 raise AuthError("no_token")
             self.session = self.auth.session(token)
         except AuthError as exc:
+            self.limit_unauthenticated()
             self.set_header("WWW-Authenticate", 'Bearer realm="opsconsole"')
             raise ApiError(
                 401, "unauthorized", "missing, invalid or expired session token", log_message=exc.reason
             ) from None
         self.token = token
+        if self.svc.admission is not None:
+            # A valid session: this connection no longer counts against its source's pre-auth cap.
+            self.svc.admission.authenticated(getattr(self.request.connection, "stream", None))
         unsafe = self.request.method not in ("GET", "HEAD")
         origin_ok = self.request.headers.get("Origin") in self.svc.allowed_origins
         if via == "cookie" and unsafe and not origin_ok:
@@ -122,6 +140,24 @@ class SessionHandler(tornado.web.RequestHandler):
             raise ApiError(403, "forbidden", "cross-origin request refused")
         if not self.session.principal.has(self.required_role):
             raise ApiError(403, "forbidden", f"this needs the {self.required_role} role")
+
+    def limit_unauthenticated(self) -> None:
+        """Count a request without a valid session; 429 beyond its source's rate.
+
+        Called before the body is parsed or any signature is checked, so a flood costs a
+        dictionary lookup per request.
+        """
+        if self.svc.request_rate is None:
+            return
+        verdict = self.svc.request_rate.take(self.source)
+        if not verdict.allowed:
+            _log.info("request from %s refused: unauthenticated rate", verdict.source)
+            raise ApiError(
+                429,
+                "rate_limited",
+                "too many requests without a session; retry later",
+                retry_after=verdict.retry_after,
+            )
 
     def credentials(self) -> tuple[str | None, str]:
         """(token, "header" | "cookie"); tokens are never read from a URL or a query."""
@@ -174,6 +210,8 @@ class BaseHandler(SessionHandler):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, ApiError):
             code, message = exc.code, exc.message
+            if exc.retry_after is not None:
+                self.set_header("Retry-After", str(math.ceil(exc.retry_after)))
         elif isinstance(exc, DiagnosticsError):
             status_code, code = _DIAG_STATUS.get(type(exc), (500, "internal_error"))
             message = str(exc)
@@ -245,4 +283,5 @@ class NotFoundHandler(BaseHandler):
     required_role = None
 
     def prepare(self) -> None:
+        self.limit_unauthenticated()
         raise ApiError(404, "not_found", "no such route")

@@ -8,15 +8,19 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+from collections.abc import Awaitable
 from typing import Any
 
 import tornado.httpserver
+import tornado.httputil
+import tornado.ioloop
 import tornado.iostream
 import tornado.web
 
 from opsconsole import log
 from opsconsole.config import Settings
 from opsconsole.transport import dumps, leak_routes
+from opsconsole.transport.admission import Admission, EarlyDrop, Penalties
 from opsconsole.transport.auth_routes import (
     ChallengeHandler,
     LoginHandler,
@@ -32,6 +36,9 @@ from opsconsole.transport.ui import ui_routes
 
 _log = log.get("transport.http")
 _REFUSED = frozenset({401, 403, 429})  # refusals worth a WARNING (aggregated all the same)
+# Deep enough that a burst of connects from one source cannot crowd another client's SYN
+# out of the kernel's queue: who may stay is decided after accept(), by the admission.
+BACKLOG = 1024
 
 
 def routes(svc: Services | None) -> list[tuple[str, type[tornado.web.RequestHandler], dict[str, Any]]]:
@@ -108,10 +115,23 @@ def _log_request(refusals: log.RefusalLog, handler: tornado.web.RequestHandler) 
 
 
 class CappedHTTPServer(tornado.httpserver.HTTPServer):
-    """An HTTPServer that refuses connections past ``max_connections`` at accept()."""
+    """An HTTPServer with the pre-auth limits, applied at accept() before any byte is read.
+
+    ``max_connections`` caps every open connection; ``admission`` (per source, random early
+    drop, penalties) decides about each new one while it is unauthenticated. A connection
+    stops being unauthenticated when a request on it carries a valid session
+    (``SessionHandler.authenticate``); until then it is closed after ``preauth_timeout``.
+    Runs on the console loop.
+    """
 
     max_connections = 64
     refusals = log.RefusalLog()  # serve() gives each server its console's
+    preauth_timeout = 30.0
+    admission: Admission | None = None
+
+    def initialize(self, *args: Any, **kwargs: Any) -> None:
+        super().initialize(*args, **kwargs)
+        self._watches: dict[object, _Watch] = {}  # admitted connections, by stream
 
     def handle_stream(self, stream: tornado.iostream.IOStream, address: tuple[Any, ...]) -> None:
         if len(self._connections) >= self.max_connections:
@@ -127,10 +147,93 @@ class CappedHTTPServer(tornado.httpserver.HTTPServer):
             )
             stream.close()
             return
+        if self.admission is not None:
+            if not self.admission.admit(str(address[0]), stream).admitted:
+                stream.close()  # the admission logged why
+                return
+            loop = tornado.ioloop.IOLoop.current()
+            watch = _Watch(loop.call_later(self.preauth_timeout, self._preauth_over, stream))
+            self._watches[stream] = watch
         sock = stream.socket
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super().handle_stream(stream, address)
+
+    def start_request(
+        self, server_conn: object, request_conn: tornado.httputil.HTTPConnection
+    ) -> tornado.httputil.HTTPMessageDelegate:
+        delegate = super().start_request(server_conn, request_conn)
+        watch = self._watches.get(getattr(server_conn, "stream", None))
+        if watch is None or watch.requested:
+            return delegate
+        return _FirstRequest(delegate, watch)
+
+    def on_close(self, server_conn: object) -> None:
+        super().on_close(server_conn)
+        stream = getattr(server_conn, "stream", None)
+        watch = self._watches.pop(stream, None)
+        if watch is None or self.admission is None:
+            return
+        tornado.ioloop.IOLoop.current().remove_timeout(watch.timer)
+        # Closed while unauthenticated (release() ignores the others): one we cut for taking
+        # too long costs its source most, one that never completed a request (slowloris,
+        # idlers) less, one that made requests (a login) nothing.
+        cause = "timeout" if watch.expired else None if watch.requested else "noauth"
+        self.admission.release(stream, cause)
+
+    def _preauth_over(self, stream: tornado.iostream.IOStream) -> None:
+        watch = self._watches.get(stream)
+        if watch is not None and self.admission is not None and self.admission.is_pending(stream):
+            watch.expired = True
+            _log.info("closing unauthenticated connection after %.0fs", self.preauth_timeout)
+            stream.close()
+
+
+class _Watch:
+    """What the server knows about one admitted connection (console loop only)."""
+
+    __slots__ = ("expired", "requested", "timer")
+
+    def __init__(self, timer: object) -> None:
+        self.timer = timer
+        self.requested = False  # one request's headers arrived complete
+        self.expired = False  # closed by the preauth timeout
+
+
+class _FirstRequest(tornado.httputil.HTTPMessageDelegate):
+    """Passes one request through, noting that its headers arrived complete."""
+
+    def __init__(self, inner: tornado.httputil.HTTPMessageDelegate, watch: _Watch) -> None:
+        self._inner = inner
+        self._watch = watch
+
+    def headers_received(
+        self,
+        start_line: tornado.httputil.RequestStartLine | tornado.httputil.ResponseStartLine,
+        headers: tornado.httputil.HTTPHeaders,
+    ) -> Awaitable[None] | None:
+        self._watch.requested = True
+        return self._inner.headers_received(start_line, headers)
+
+    def data_received(self, chunk: bytes) -> Awaitable[None] | None:
+        return self._inner.data_received(chunk)
+
+    def finish(self) -> None:
+        self._inner.finish()
+
+    def on_connection_close(self) -> None:
+        self._inner.on_connection_close()
+
+
+def make_admission(settings: Settings, penalties: Penalties) -> Admission:
+    """The HTTP door's admission of unauthenticated connections."""
+    return Admission(
+        "http",
+        cap=settings.max_connections,
+        per_source=settings.max_unauthenticated_per_source,
+        early_drop=EarlyDrop(*settings.early_drop_fractions),
+        penalties=penalties,
+    )
 
 
 def bind(settings: Settings) -> tuple[list[socket.socket], int]:
@@ -154,7 +257,7 @@ def bind(settings: Settings) -> tuple[list[socket.socket], int]:
             sock.setblocking(False)
             sock.bind((addr[0], port, *addr[2:]))
             port = sock.getsockname()[1]  # with port 0, later families reuse the first port
-            sock.listen(128)
+            sock.listen(BACKLOG)
     except OSError:
         for sock in sockets:
             sock.close()
@@ -167,7 +270,9 @@ def serve(
     sockets: list[socket.socket],
     settings: Settings,
     ssl_context: ssl.SSLContext | None,
+    *,
     refusals: log.RefusalLog | None = None,
+    admission: Admission | None = None,
 ) -> CappedHTTPServer:
     """Start serving ``app`` on ``sockets`` with the pre-auth limits.
 
@@ -184,11 +289,13 @@ def serve(
         max_header_size=16 * 1024,
         # Tornado applies this while waiting for request headers, which bounds slowloris.
         idle_connection_timeout=settings.header_timeout,
-        body_timeout=settings.header_timeout,
+        body_timeout=settings.body_timeout,
         xheaders=False,  # never trust X-Forwarded-For: lockout is keyed on the peer address
     )
     server.max_connections = settings.max_connections
     if refusals is not None:
         server.refusals = refusals
+    server.preauth_timeout = settings.preauth_timeout
+    server.admission = admission
     server.add_sockets(sockets)
     return server

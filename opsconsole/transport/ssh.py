@@ -2,8 +2,9 @@
 
 Off unless ``ssh_port`` is set. What a connection may do is ``ssh_policy``; what a shell is,
 ``ssh_shell``. This module owns the socket-level limits: TCP_NODELAY on every accepted
-socket (keystrokes are tiny writes), a cap on connections still authenticating (checked at
-accept, before any crypto is spent), a login grace timer, and the algorithm allow-lists.
+socket (keystrokes are tiny writes), the admission of connections still authenticating
+(global and per-source caps, random early drop, penalties: checked at accept, before any
+crypto is spent), a banner timeout, a login grace timer, and the algorithm allow-lists.
 
 Threads: ``opsconsole-ssh`` accepts; each connection's paramiko Transport runs on its own
 ``opsconsole-ssh-<id>`` thread; a grace timer thread per unauthenticated connection.
@@ -28,11 +29,14 @@ from opsconsole.config import Settings
 from opsconsole.errors import ConsoleError
 from opsconsole.repl.factory import ReplFactory
 from opsconsole.transport import ssh_hostkey
+from opsconsole.transport.admission import Admission, EarlyDrop, Penalties
 from opsconsole.transport.ssh_policy import ConnectionPolicy
 from opsconsole.transport.ssh_shell import ShellChannel
 
 _log = log.get("transport.ssh")
-BACKLOG = 64
+# Deep enough that a burst of connects from one source cannot crowd another client's SYN
+# out of the kernel's queue: who may stay is decided after accept(), by the admission.
+BACKLOG = 1024
 
 # Allow-lists, applied as paramiko's disabled_algorithms so an older or newer paramiko
 # cannot widen them: no SHA-1 anywhere (no ssh-rsa signatures, no sha1 kex or MACs), no CBC.
@@ -85,11 +89,7 @@ class _Transport(paramiko.Transport):
     refusals: log.RefusalLog | None = None  # set per connection, with the peer's address
     source = "-"
 
-    def run(self) -> None:
-        # the transport's own thread: paramiko's lines about this connection (a socket
-        # closed before the banner logs a traceback) are aggregated like every refusal
-        log.bind_thread(self.refusals, self.source)
-        super().run()
+    ended: Any = None  # set per connection: called once when the transport thread ends
 
     def _ensure_authed(self, ptype: int, message: paramiko.Message) -> paramiko.Message | None:
         # paramiko answers channel opens and global requests before authentication with a
@@ -98,6 +98,16 @@ class _Transport(paramiko.Transport):
         if reply is not None and self.refused is not None:
             self.refused("ssh_channel_before_auth", message_type=ptype)
         return reply
+
+    def run(self) -> None:
+        # the transport's own thread: paramiko's lines about this connection (a socket
+        # closed before the banner logs a traceback) are aggregated like every refusal
+        log.bind_thread(self.refusals, self.source)
+        try:
+            super().run()
+        finally:
+            if self.ended is not None:
+                self.ended()
 
 
 def _paramiko_cause(record: logging.LogRecord) -> str | None:
@@ -122,6 +132,7 @@ class SshServer:
         repl: ReplFactory,
         record: Callable[..., None],
         refusals: log.RefusalLog | None = None,
+        penalties: Penalties | None = None,
     ) -> None:
         self._settings = settings
         self._refusals = refusals or log.RefusalLog()
@@ -138,6 +149,16 @@ class SshServer:
         self._lock = threading.Lock()
         self._transports: list[paramiko.Transport] = []
         self._stopping = False
+        self.admission = Admission(
+            "ssh",
+            cap=settings.ssh_max_unauthenticated,
+            per_source=settings.ssh_max_unauthenticated_per_source,
+            early_drop=EarlyDrop(*settings.early_drop_fractions),
+            penalties=penalties
+            or Penalties(
+                min_seconds=settings.penalty_min, max_seconds=settings.penalty_max, refusals=self._refusals
+            ),
+        )
 
     def start(self) -> int:
         host, port = self._settings.host, self._settings.ssh_port or 0
@@ -180,25 +201,15 @@ class SshServer:
                 sock, addr = listener.accept()
             except OSError:
                 return  # the listener was closed: the console is stopping
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             source = str(addr[0])
             with self._lock:
                 self._transports = [t for t in self._transports if t.is_active()]
-                pending = sum(1 for t in self._transports if not t.is_authenticated())
-                full = self._stopping or pending >= self._settings.ssh_max_unauthenticated
-            if full:
-                # Not audited: a flood would fill the log. Logged (aggregated), and the socket is gone.
-                self._refusals.refused(
-                    _log,
-                    logging.WARNING,
-                    "SSH cap",
-                    source,
-                    "SSH connection from %s closed: %d still authenticating",
-                    source,
-                    pending,
-                )
+                stopping = self._stopping
+            # Not audited: a flood would fill the log. The admission logs; the socket is gone at once.
+            if stopping or not self.admission.admit(source, sock).admitted:
                 sock.close()
                 continue
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             try:
                 self._serve(sock, source)
             except Exception as exc:
@@ -212,6 +223,7 @@ class SshServer:
                     exc,
                     exc_info=(type(exc), exc, exc.__traceback__),
                 )
+                self.admission.release(sock)
                 sock.close()
 
     def _serve(self, sock: socket.socket, source: str) -> None:
@@ -220,6 +232,7 @@ class SshServer:
         transport.name = f"opsconsole-ssh-{connection_id}"
         transport.add_server_key(self.host_key)
         transport.set_keepalive(30)
+        transport.banner_timeout = self._settings.header_timeout
 
         def refuse(reason: str, **fields: object) -> None:
             user = str(fields.pop("user", ""))
@@ -234,6 +247,13 @@ class SshServer:
 
         def on_login(principal: Principal) -> None:
             grace.cancel()
+            self.admission.authenticated(sock)
+
+        def ended() -> None:
+            grace.cancel()
+            self.admission.release(sock, "noauth")  # no-op once authenticated
+
+        transport.ended = ended
 
         def open_shell(channel: paramiko.Channel, principal: Principal, rows: int, cols: int) -> None:
             shell = ShellChannel(
@@ -273,4 +293,5 @@ class SshServer:
         # the grace timer's thread
         if transport.is_active() and not transport.is_authenticated():
             refuse("ssh_login_grace_expired", seconds=self._settings.ssh_login_grace)
+            self.admission.release(transport.sock, "timeout")
             transport.close()
