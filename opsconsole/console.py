@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from opsconsole import config, log
-from opsconsole.audit import AuditLog
+from opsconsole.audit import AuditLog, HeadAnchor
 from opsconsole.auth.authenticator import Authenticator
 from opsconsole.auth.challenges import ChallengeStore
 from opsconsole.auth.files import ensure_private_dir
@@ -29,7 +29,7 @@ from opsconsole.auth.tickets import TicketStore
 from opsconsole.auth.totp import TotpGuard
 from opsconsole.config import Settings
 from opsconsole.diagnostics.service import Diagnostics
-from opsconsole.errors import ConsoleError
+from opsconsole.errors import AuditError, ConsoleError
 from opsconsole.repl.factory import ReplFactory
 from opsconsole.repl.loop import QuickWakeLoop
 from opsconsole.transport.base import Services
@@ -71,6 +71,8 @@ class Console:
         self.app_loop = app_loop
         ensure_private_dir(settings.state_dir)
         self.audit = AuditLog.open(settings.audit_path, clock=clock)
+        # The head goes to the host's log at start, stop and each minute it changes (README).
+        self.audit_head = HeadAnchor(self.audit)
         try:
             self.auth = self._build_auth()
             self.diagnostics = Diagnostics(
@@ -144,6 +146,7 @@ class Console:
             ) from self._error
         ssh = {} if self.ssh is None else {"ssh_port": self.ssh_port, "ssh_host_key": self.ssh.fingerprint}
         self.audit.record("console.start", url=self.url, instance=self.instance_id, pid=os.getpid(), **ssh)
+        self.audit_head.start()
         _log.info("opsconsole listening on %s (instance %s)", self.url, self.instance_id)
         if self.settings.leak_interval > 0:
             self.audit.record("dump.leaks_start", interval=self.settings.leak_interval, source="config")
@@ -167,8 +170,11 @@ class Console:
             self.ssh.stop()
         self.repl.close_all()
         self.diagnostics.close()
-        if self.url:
-            self.audit.record("console.stop", url=self.url, instance=self.instance_id)
+        # A log that cannot be written has said so in the host log already; stopping goes on.
+        with contextlib.suppress(AuditError):
+            if self.url:
+                self.audit.record("console.stop", url=self.url, instance=self.instance_id)
+        self.audit_head.stop()
         self.audit.close()
 
     def __enter__(self) -> Console:
