@@ -24,7 +24,7 @@ from opsconsole import log
 from opsconsole.auth.authenticator import Authenticator
 from opsconsole.auth.principal import Principal
 from opsconsole.config import Settings
-from opsconsole.errors import ConsoleError
+from opsconsole.errors import AuditError, ConsoleError
 from opsconsole.repl.factory import ReplFactory
 from opsconsole.transport import ssh_hostkey
 from opsconsole.transport.ssh_policy import ConnectionPolicy
@@ -81,6 +81,19 @@ class _Transport(paramiko.Transport):
     """A Transport that audits what paramiko refuses before authentication."""
 
     refused: Any = None  # set per connection: called with (reason, **fields)
+    aborted: Any = None  # set per connection: paramiko ends authentication on its own
+
+    def close(self) -> None:
+        # paramiko's auth handler calls close() on this transport's own thread when it gives up
+        # before any server callback (e.g. the user name changed between requests).
+        if (
+            self.aborted is not None
+            and threading.current_thread() is self
+            and self.is_active()
+            and not self.is_authenticated()
+        ):
+            self.aborted()
+        super().close()
 
     def _ensure_authed(self, ptype: int, message: paramiko.Message) -> paramiko.Message | None:
         # paramiko answers channel opens and global requests before authentication with a
@@ -178,7 +191,9 @@ class SshServer:
 
         def refuse(reason: str, **fields: object) -> None:
             user = str(fields.pop("user", ""))
-            self._auth.refuse(reason, source=source, user=user, connection=connection_id, **fields)
+            # A refusal that cannot be recorded still stands; the audit writer logged why.
+            with contextlib.suppress(AuditError):
+                self._auth.refuse(reason, source=source, user=user, connection=connection_id, **fields)
 
         transport.refused = refuse
         grace = threading.Timer(self._settings.ssh_login_grace, self._grace_over, (transport, refuse))
@@ -217,6 +232,7 @@ class SshServer:
             open_shell=open_shell,
             resize_shell=resize_shell,
         )
+        transport.aborted = policy.aborted
         with self._lock:
             self._transports.append(transport)
         grace.start()
