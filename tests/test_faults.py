@@ -1,0 +1,140 @@
+"""Real faults against a host process: an audit log that cannot grow, kill -9 mid-stream and a
+restart, a clock stepped back, keys and secrets files swapped for unsafe ones while running.
+Nothing may be lost: no unrecorded action runs, no half line, no reopened TOTP step."""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import paramiko
+import pytest
+
+from opsconsole.audit import verify_file
+from tests.host_process import Host
+from tests.support import Operator, audit_events, call, login_token, ssh_keygen_sign
+from tests.terminal_client import Term
+
+PROMPT = r">>> ?$"
+
+
+def _settings(tmp_path: Path, keys_dir: Path, **over: Any) -> dict[str, Any]:
+    return {
+        "port": 0,
+        "ssh_port": 0,
+        "state_dir": str(tmp_path / "state"),
+        "authorized_keys": str(keys_dir / "authorized_keys"),
+        "totp_secrets": str(keys_dir / "totp_secrets"),
+        **over,
+    }
+
+
+@pytest.fixture
+def host(tmp_path: Path, keys_dir: Path) -> Iterator[Host]:
+    h = Host(_settings(tmp_path, keys_dir))
+    yield h
+    h.stop()
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPSCONSOLE_")}
+    return subprocess.run(
+        [sys.executable, "-m", "opsconsole", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def _login(url: str, op: Operator, at: float) -> tuple[int, Any]:
+    _, ch = call(url, "POST", "/ops/auth/challenge", {"user": op.user})
+    body = {
+        "user": op.user,
+        "nonce": ch["nonce"],
+        "signature": ssh_keygen_sign(op.key, ch["message"]),
+        "totp": op.code(at),
+    }
+    return call(url, "POST", "/ops/auth/login", body)
+
+
+def _app_ok(host: Host) -> bool:
+    with urllib.request.urlopen(host.info["app_url"], timeout=10) as answer:  # noqa: S310 (http://127.0.0.1)
+        return bool(answer.status == 200 and answer.read() == b"app ok\n")
+
+
+def _now() -> float:
+    import time
+
+    return time.time()
+
+
+# -- the audit file cannot grow -----------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_an_audit_log_that_cannot_grow_runs_nothing_unrecorded(
+    host: Host, tmp_path: Path, operators: dict[str, Operator]
+) -> None:
+    audit = tmp_path / "state" / "audit.jsonl"
+    pid = int(host.info["pid"])
+    at = _now()
+    token = login_token(host.url, operators["alice"], at)
+    term = await Term.open(host.url, token)
+    try:
+        await term.expect(PROMPT)
+        await term.run("x = 1", PROMPT)
+        size = audit.stat().st_size
+        # From now on no file of the host may grow past the audit log's size (a real EFBIG).
+        _, hard = resource.prlimit(pid, resource.RLIMIT_FSIZE)
+        resource.prlimit(pid, resource.RLIMIT_FSIZE, (size, hard))
+        try:
+            # The line that cannot be recorded does not run, and the session is told why.
+            await term.run(
+                "x = 2", r"not run: the line could not be recorded in the audit log .*File too large"
+            )
+            # New logins are refused with a clear error, by both doors; the host keeps serving.
+            status, answer = _login(host.url, operators["carol"], at)
+            assert status == 503 and answer["error"] == "audit_unavailable", answer
+            assert "audit log cannot be written" in answer["message"]
+            ssh = paramiko.Transport(("127.0.0.1", host.info["ssh_port"]))
+            try:
+                ssh.start_client(timeout=10)
+                with pytest.raises((paramiko.AuthenticationException, paramiko.SSHException, EOFError)):
+                    ssh.auth_publickey("carol", paramiko.PKey.from_path(operators["carol"].key))
+                assert not ssh.is_authenticated()
+            finally:
+                ssh.close()
+            assert _app_ok(host)
+            # No half line: the file ends where the last complete record ended, and verifies.
+            assert audit.stat().st_size == size
+            assert audit.read_bytes().endswith(b"\n")
+            assert verify_file(audit).records == len(audit_events(audit))
+        finally:
+            resource.prlimit(pid, resource.RLIMIT_FSIZE, (hard, hard))
+        # Space again: the session goes on; x = 2 never ran; the chain says what was refused.
+        await term.run("print(x)", r"^1$")
+    finally:
+        await term.close()
+    events = audit_events(audit)
+    gap = [e for e in events if e["event"] == "audit.write_failed"]
+    assert len(gap) == 1 and gap[0]["fields"]["refused"] >= 2
+    assert "File too large" in gap[0]["fields"]["error"]
+    after = events[events.index(gap[0]) + 1]
+    assert after["event"] == "repl.input" and after["fields"]["text"] == "print(x)"
+    assert not [e for e in events if e["event"] == "repl.input" and e["fields"]["text"] == "x = 2"]
+    assert not [e for e in events if e["event"] == "auth.login" and e["fields"]["user"] == "carol"]
+    assert verify_file(audit).records == len(events)
+    assert host.stop() == 0
+    log = host.log
+    # The host log says it once when writing starts failing and once when it works again.
+    assert log.count("audit.jsonl cannot be written (") == 1, log
+    assert log.count("is writable again") == 1, log
+    assert "Traceback" not in log, log
