@@ -4,7 +4,9 @@ Nothing may be lost: no unrecorded action runs, no half line, no reopened TOTP s
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -92,9 +94,10 @@ async def test_an_audit_log_that_cannot_grow_runs_nothing_unrecorded(
         await term.expect(PROMPT)
         await term.run("x = 1", PROMPT)
         size = audit.stat().st_size
-        # From now on no file of the host may grow past the audit log's size (a real EFBIG).
+        # From now on no file of the host may grow past 10 bytes more than the audit log: the next
+        # record is a real short write of 10 bytes, then EFBIG.
         _, hard = resource.prlimit(pid, resource.RLIMIT_FSIZE)
-        resource.prlimit(pid, resource.RLIMIT_FSIZE, (size, hard))
+        resource.prlimit(pid, resource.RLIMIT_FSIZE, (size + 10, hard))
         try:
             # The line that cannot be recorded does not run, and the session is told why.
             await term.run(
@@ -138,3 +141,92 @@ async def test_an_audit_log_that_cannot_grow_runs_nothing_unrecorded(
     assert log.count("audit.jsonl cannot be written (") == 1, log
     assert log.count("is writable again") == 1, log
     assert "Traceback" not in log, log
+
+
+# -- kill -9 in the middle of a stream of audited REPL lines ------------------------------------------
+
+STREAM = 300
+
+
+@pytest.mark.asyncio
+async def test_kill_9_mid_stream_then_a_restart_resumes_a_verified_chain(
+    tmp_path: Path, keys_dir: Path, operators: dict[str, Operator]
+) -> None:
+    settings = _settings(tmp_path, keys_dir)
+    audit = tmp_path / "state" / "audit.jsonl"
+    alice, carol = operators["alice"], operators["carol"]
+    at = _now()
+    first = Host(settings)
+    try:
+        term = await Term.open(first.url, login_token(first.url, alice, at))
+        await term.expect(PROMPT)
+        await term.run("n = 0", PROMPT)
+        # One message holding many lines: the session runs them one after another, each audited first.
+        await term.send("n += 1; print('line', n)\r" * STREAM)
+        await term.expect(r"^line 20$", timeout=60)
+        first.kill9()  # while the stream is still running
+        seen = max(int(m) for m in re.findall(r"(?m)^line (\d+)$", term.text))
+        term.conn.close()
+    finally:
+        first.stop()
+    assert seen < STREAM, "the stream ended before the kill"
+    # Every line whose output the client saw was recorded before it ran.
+    recorded = [e for e in audit_events_tolerant(audit) if e.get("event") == "repl.input"]
+    assert len(recorded) >= seen + 1  # "n = 0" and every line seen
+    started = first.heads()
+    assert started, first.log
+    second = Host(settings)
+    try:
+        assert "error" not in second.info, second.info  # a kill -9 can only tear the last line
+        # The chain verifies, through the head the first run anchored in its log at start.
+        check = _cli("audit", "verify", str(audit), "--head", started[0])
+        assert check.returncode == 0, check.stderr
+        assert "chain intact" in check.stdout and "reaches the anchored head" in check.stdout
+        # No accepted TOTP step is reopened: alice's code is refused, and the step stays used.
+        status, answer = _login(second.url, alice, at)
+        assert status == 401, answer
+        step = json.loads((tmp_path / "state" / "totp_state.json").read_text())["alice"]
+        assert step == int(at // 30)
+        # The console serves again: another operator logs in.
+        assert _login(second.url, carol, _now())[0] == 200
+    finally:
+        assert second.stop() == 0
+    events = audit_events(audit)
+    replayed = [e for e in events if e["event"] == "auth.failure" and e["fields"]["user"] == "alice"]
+    assert replayed and replayed[-1]["fields"]["reason"] in ("totp_replay", "totp_mismatch")
+    if _now() - at < 25:  # still inside the code's window: only the replay guard can refuse it
+        assert replayed[-1]["fields"]["reason"] == "totp_replay"
+    assert verify_file(audit).records == len(events)
+    assert "Traceback" not in second.log, second.log
+
+
+def audit_events_tolerant(path: Path) -> list[dict[str, Any]]:
+    """The records of a log that may end in a torn line (read right after a kill -9)."""
+    lines = path.read_bytes().split(b"\n")
+    return [json.loads(line) for line in lines[:-1]]
+
+
+def test_a_log_whose_last_line_is_bad_is_refused_with_how_to_rotate(tmp_path: Path, keys_dir: Path) -> None:
+    settings = _settings(tmp_path, keys_dir)
+    audit = tmp_path / "state" / "audit.jsonl"
+    Host(settings).stop()
+    lines = audit.read_bytes().splitlines(keepends=True)
+    lines[-1] = lines[-1].replace(b'"console.stop"', b'"console.stopped"')
+    audit.write_bytes(b"".join(lines))
+    refused = Host(settings)
+    assert refused.proc.wait(30) == 3
+    error = refused.info["error"]
+    assert "last line is invalid (wrong hash" in error and "refusing to resume the chain" in error
+    assert f"mv {audit} {audit}.broken-" in error
+    refused.stop()
+    # Doing what it says: the old file is kept and shows where it broke; a new chain starts.
+    kept = audit.with_name("audit.jsonl.broken-test")
+    audit.rename(kept)
+    check = _cli("audit", "verify", str(kept))
+    assert check.returncode == 1 and f"{kept}:{len(lines)}: wrong hash" in check.stderr
+    again = Host(settings)
+    try:
+        assert "error" not in again.info
+    finally:
+        assert again.stop() == 0
+    assert verify_file(audit).records == 2  # console.start, console.stop
