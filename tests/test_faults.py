@@ -5,6 +5,7 @@ Nothing may be lost: no unrecorded action runs, no half line, no reopened TOTP s
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import resource
@@ -19,8 +20,11 @@ import paramiko
 import pytest
 
 from opsconsole.audit import verify_file
+from opsconsole.console import Console
+from tests.conftest import console_settings
 from tests.host_process import Host
-from tests.support import Operator, audit_events, call, login_token, ssh_keygen_sign
+from tests.ssh_client import paramiko_client, totp_answer
+from tests.support import FakeClock, Operator, audit_events, call, login_attempt, login_token
 from tests.terminal_client import Term
 
 PROMPT = r">>> ?$"
@@ -54,17 +58,6 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
         timeout=60,
         check=False,
     )
-
-
-def _login(url: str, op: Operator, at: float) -> tuple[int, Any]:
-    _, ch = call(url, "POST", "/ops/auth/challenge", {"user": op.user})
-    body = {
-        "user": op.user,
-        "nonce": ch["nonce"],
-        "signature": ssh_keygen_sign(op.key, ch["message"]),
-        "totp": op.code(at),
-    }
-    return call(url, "POST", "/ops/auth/login", body)
 
 
 def _app_ok(host: Host) -> bool:
@@ -104,7 +97,7 @@ async def test_an_audit_log_that_cannot_grow_runs_nothing_unrecorded(
                 "x = 2", r"not run: the line could not be recorded in the audit log .*File too large"
             )
             # New logins are refused with a clear error, by both doors; the host keeps serving.
-            status, answer = _login(host.url, operators["carol"], at)
+            status, answer = login_attempt(host.url, operators["carol"], at)
             assert status == 503 and answer["error"] == "audit_unavailable", answer
             assert "audit log cannot be written" in answer["message"]
             ssh = paramiko.Transport(("127.0.0.1", host.info["ssh_port"]))
@@ -183,12 +176,12 @@ async def test_kill_9_mid_stream_then_a_restart_resumes_a_verified_chain(
         assert check.returncode == 0, check.stderr
         assert "chain intact" in check.stdout and "reaches the anchored head" in check.stdout
         # No accepted TOTP step is reopened: alice's code is refused, and the step stays used.
-        status, answer = _login(second.url, alice, at)
+        status, answer = login_attempt(second.url, alice, at)
         assert status == 401, answer
         step = json.loads((tmp_path / "state" / "totp_state.json").read_text())["alice"]
         assert step == int(at // 30)
         # The console serves again: another operator logs in.
-        assert _login(second.url, carol, _now())[0] == 200
+        assert login_attempt(second.url, carol, _now())[0] == 200
     finally:
         assert second.stop() == 0
     events = audit_events(audit)
@@ -230,3 +223,113 @@ def test_a_log_whose_last_line_is_bad_is_refused_with_how_to_rotate(tmp_path: Pa
     finally:
         assert again.stop() == 0
     assert verify_file(audit).records == 2  # console.start, console.stop
+
+
+# -- the clock steps back -----------------------------------------------------------------------------
+
+
+def test_a_clock_stepped_back_five_minutes_reopens_no_step(
+    tmp_path: Path, keys_dir: Path, operators: dict[str, Operator], clock: FakeClock
+) -> None:
+    alice = operators["alice"]
+    console = Console(console_settings(tmp_path, keys_dir, ssh_port=0), clock=clock).start()
+    logged_in_at = clock()
+    try:
+        assert login_attempt(console.url, alice, logged_in_at)[0] == 200
+        clock.advance(-300)  # NTP steps the host clock back 5 minutes
+        # The code of "now" belongs to a step before the accepted one: refused, by both doors.
+        assert login_attempt(console.url, alice, clock())[0] == 401
+        ssh = paramiko_client(console)
+        try:
+            assert ssh.auth_publickey("alice", paramiko.PKey.from_path(alice.key)) == ["keyboard-interactive"]
+            with pytest.raises(paramiko.AuthenticationException):
+                ssh.auth_interactive("alice", totp_answer(alice.code(clock(), steps=1)))
+            assert not ssh.is_authenticated()
+        finally:
+            ssh.close()
+    finally:
+        console.stop()
+    # ... and after a restart on the same state dir, with the clock still behind.
+    again = Console(console_settings(tmp_path, keys_dir), clock=clock).start()
+    try:
+        assert login_attempt(again.url, alice, clock())[0] == 401
+        clock.advance(300 + 30)  # the clock is right again: the next step is new
+        assert login_attempt(again.url, alice, clock())[0] == 200
+    finally:
+        again.stop()
+    reasons = [
+        e["fields"]["reason"]
+        for e in audit_events(again.settings.audit_path)
+        if e["event"] == "auth.failure" and e["fields"]["user"] == "alice"
+    ]
+    assert reasons == ["totp_replay"] * 3
+
+
+# -- keys and secrets files replaced while running ----------------------------------------------------
+
+
+def _replace(path: Path, how: str, tmp_path: Path) -> None:
+    original = path.read_bytes()
+    fresh = path.with_name(path.name + ".new")
+    if how == "broken":
+        fresh.write_bytes(original + b"\xff\xfe not text\n")
+        fresh.chmod(0o600)
+    elif how == "world-writable":
+        fresh.write_bytes(original)
+        fresh.chmod(0o666)
+    else:  # a symlink to a copy that is itself fine
+        target = tmp_path / f"elsewhere-{path.name}"
+        target.write_bytes(original)
+        target.chmod(0o600)
+        fresh.symlink_to(target)
+    os.replace(fresh, path)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("name", ["authorized_keys", "totp_secrets"])
+@pytest.mark.parametrize("how", ["broken", "world-writable", "symlink"])
+async def test_an_unsafe_keys_or_secrets_file_refuses_logins_and_keeps_open_sessions(  # noqa: PLR0917
+    console: Console,
+    keys_dir: Path,
+    operators: dict[str, Operator],
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+    name: str,
+    how: str,
+) -> None:
+    alice, carol = operators["alice"], operators["carol"]
+    path = keys_dir / name
+    good = path.read_bytes()
+    token = login_token(console.url, alice, clock())
+    term = await Term.open(console.url, token)
+    try:
+        await term.expect(PROMPT)
+        await term.run("before = 1", PROMPT)
+        _replace(path, how, keys_dir.parent)
+        # A new login is refused, with an alert in the host log and in the audit log.
+        assert login_attempt(console.url, carol, clock()) == (
+            401,
+            {"error": "authentication_failed", "message": "authentication failed"},
+        )
+        alerts = [
+            r.getMessage()
+            for r in caplog.records
+            if r.name == "opsconsole.auth.operators" and r.levelno >= logging.ERROR
+        ]
+        assert len(alerts) == 1 and str(path) in alerts[0], alerts
+        rejected = [
+            e["fields"]["reason"]
+            for e in audit_events(console.settings.audit_path)
+            if e["event"] == "config.rejected"
+        ]
+        assert len(rejected) == 1 and str(path) in rejected[0], rejected
+        # The session that was open stays open (like sshd): it runs lines and its token works.
+        await term.run("print(before + 1)", r"^2$")
+        assert call(console.url, "GET", "/ops/whoami", token=token)[0] == 200
+    finally:
+        await term.close()
+    # Put a good file back: logins work again without a restart.
+    path.unlink()
+    path.write_bytes(good)
+    path.chmod(0o600)
+    assert login_attempt(console.url, carol, clock())[0] == 200
