@@ -90,7 +90,13 @@ class Console:
             )
             self.ssh: SshServer | None = None
             if settings.ssh_port is not None:
-                self.ssh = SshServer(settings, auth=self.auth, repl=self.repl, record=self.audit.record)
+                self.ssh = SshServer(
+                    settings,
+                    auth=self.auth,
+                    repl=self.repl,
+                    record=self.audit.record,
+                    audit_failing=lambda: self.audit.failing,
+                )
         except BaseException:
             self.audit.close()
             raise

@@ -106,6 +106,8 @@ async def test_an_audit_log_that_cannot_grow_runs_nothing_unrecorded(
                 with pytest.raises((paramiko.AuthenticationException, paramiko.SSHException, EOFError)):
                     ssh.auth_publickey("carol", paramiko.PKey.from_path(operators["carol"].key))
                 assert not ssh.is_authenticated()
+                # what the client was told before its first method (get_banner() is None once closed)
+                assert b"refused while the audit log cannot be written" in ssh.auth_handler.banner
             finally:
                 ssh.close()
             assert _app_ok(host)

@@ -108,9 +108,16 @@ class SshServer:
     """The console's SSH listener. ``start``/``stop`` run on the thread that starts the console."""
 
     def __init__(
-        self, settings: Settings, *, auth: Authenticator, repl: ReplFactory, record: Callable[..., None]
+        self,
+        settings: Settings,
+        *,
+        auth: Authenticator,
+        repl: ReplFactory,
+        record: Callable[..., None],
+        audit_failing: Callable[[], str | None] = lambda: None,
     ) -> None:
         self._settings = settings
+        self._audit_failing = audit_failing
         self._auth = auth
         self._repl = repl
         self._record = record
@@ -231,6 +238,7 @@ class SshServer:
             on_login=on_login,
             open_shell=open_shell,
             resize_shell=resize_shell,
+            audit_failing=self._audit_failing,
         )
         transport.aborted = policy.aborted
         with self._lock:

@@ -47,6 +47,9 @@ _log = log.get("transport.ssh")
 MAX_ATTEMPTS = 6  # failed authentication requests per connection; the next one disconnects
 TOTP_PROMPT = "TOTP code: "
 DOOR = "ssh"
+AUDIT_DOWN_BANNER = (
+    "opsconsole: logins are refused while the audit log cannot be written (see the service log).\r\n"
+)
 ABORT_CAUSE = (
     "paramiko refused a request before any server callback: a user name that changed between "
     "requests, an unreadable public key, a service other than ssh-connection, or a 10th failure"
@@ -74,6 +77,7 @@ class ConnectionPolicy(paramiko.ServerInterface):
         on_login: Callable[[Principal], None],
         open_shell: ShellOpener,
         resize_shell: ShellSizer,
+        audit_failing: Callable[[], str | None] = lambda: None,
     ) -> None:
         self._auth = auth
         self._source = source
@@ -82,6 +86,7 @@ class ConnectionPolicy(paramiko.ServerInterface):
         self._on_login = on_login
         self._open_shell = open_shell
         self._resize_shell = resize_shell
+        self._audit_failing = audit_failing
         self._user = ""
         self._proven: AuthorizedKey | None = None  # set only once a signature by the key verified
         self.principal: Principal | None = None
@@ -93,6 +98,12 @@ class ConnectionPolicy(paramiko.ServerInterface):
         self._shell_started = False
 
     # -- authentication ----------------------------------------------------------------------
+
+    def get_banner(self) -> tuple[str | None, str | None]:
+        # Sent once, before the first method: the one place an SSH client shows our words.
+        if self._audit_failing() is None:
+            return None, None
+        return AUDIT_DOWN_BANNER, "en"
 
     def get_allowed_auths(self, username: str) -> str:
         return "keyboard-interactive" if self._proven is not None else "publickey"
