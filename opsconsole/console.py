@@ -151,7 +151,13 @@ class Console:
                 f"cannot listen on {self.settings.host}:{self.settings.port}: {self._error}"
             ) from self._error
         ssh = {} if self.ssh is None else {"ssh_port": self.ssh_port, "ssh_host_key": self.ssh.fingerprint}
-        self.audit.record("console.start", url=self.url, instance=self.instance_id, pid=os.getpid(), **ssh)
+        try:
+            self.audit.record(
+                "console.start", url=self.url, instance=self.instance_id, pid=os.getpid(), **ssh
+            )
+        except AuditError:
+            self.stop()  # nothing runs unrecorded, the console included
+            raise
         self.audit_head.start()
         _log.info("opsconsole listening on %s (instance %s)", self.url, self.instance_id)
         if self.settings.leak_interval > 0:

@@ -9,6 +9,8 @@ import logging
 import os
 import pathlib
 import stat
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -486,3 +488,56 @@ def test_bad_event_name_is_refused(log_path: pathlib.Path) -> None:
 def test_verify_missing_file_raises_audit_error(tmp_path: pathlib.Path) -> None:
     with pytest.raises(AuditError, match="cannot read"):
         verify_file(tmp_path / "nope.jsonl")
+
+
+# --- a log that cannot grow ------------------------------------------------------------------
+
+_CHILD = """
+import json, pathlib, resource, signal, sys
+from opsconsole.audit import AuditLog
+from opsconsole.errors import AuditError
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the kernel kills us at the limit
+path = pathlib.Path(sys.argv[1])
+out = {}
+with AuditLog.open(path) as audit:
+    audit.record("repl.input", text="first")
+    out["size"] = path.stat().st_size
+    _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (out["size"] + 10, hard))  # room for 10 bytes of a line
+    for text in ("second", "third"):
+        try:
+            audit.record("repl.input", text=text)
+        except AuditError as exc:
+            out.setdefault("errors", []).append(str(exc))
+        out.setdefault("sizes", []).append(path.stat().st_size)
+    out["failing"] = audit.failing
+    resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
+    audit.record("repl.input", text="fourth")
+    out["failing_after"] = audit.failing
+print(json.dumps(out))
+"""
+
+
+def test_a_write_past_a_file_size_limit_leaves_no_half_line_and_the_log_recovers(
+    log_path: pathlib.Path,
+) -> None:
+    # A real short write then EFBIG, in a child process so the limit binds nothing else.
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(log_path)], capture_output=True, text=True, timeout=60, check=True
+    )
+    out = json.loads(done.stdout)
+    assert out["sizes"] == [out["size"], out["size"]]  # the 10 bytes that got in were cut off
+    assert len(out["errors"]) == 2 and all("File too large" in e for e in out["errors"])
+    assert "not recorded" in out["errors"][0]
+    assert "File too large" in out["failing"] and out["failing_after"] is None
+    records = [json.loads(line) for line in lines_of(log_path)]
+    assert [(r["event"], r["fields"].get("text")) for r in records] == [
+        ("repl.input", "first"),
+        ("audit.write_failed", None),
+        ("repl.input", "fourth"),
+    ]
+    assert records[1]["fields"] == {"refused": 2, "error": "OSError: File too large"}
+    assert verify_file(log_path).records == 3
+    # one line when writing starts failing, one when it works again; none per refused record
+    assert done.stderr.count("cannot be written") == 1 and done.stderr.count("writable again") == 1

@@ -43,6 +43,8 @@ def verify_file(path: str | os.PathLike[str], heads: Iterable[Head] = ()) -> Ver
     """
     path = pathlib.Path(path)
     anchors = {h.seq: h.hash for h in heads}
+    if anchors.get(0, chain.GENESIS) != chain.GENESIS:
+        raise AuditChainError(str(path), 1, "the anchored head 0 (an empty log) must have the hash 64 zeros")
     name = str(path)
     seq = 0
     prev = chain.GENESIS

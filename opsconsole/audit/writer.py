@@ -173,7 +173,7 @@ class AuditLog:
                     "audit.write_failed",
                     {"refused": self._refused, "error": self._failing},
                 )
-                self._append(note, "audit.write_failed")
+                self._append(note, event)
                 _log.warning(
                     "audit log %s is writable again; %d record(s) were refused meanwhile",
                     self._path,
