@@ -21,7 +21,7 @@ from typing import Any
 import tornado.ioloop
 
 from opsconsole import config, log
-from opsconsole.audit import AuditLog
+from opsconsole.audit import AuditLog, HeadAnchor
 from opsconsole.audit.summary import RefusalSummary
 from opsconsole.auth.authenticator import Authenticator
 from opsconsole.auth.challenges import ChallengeStore
@@ -34,7 +34,7 @@ from opsconsole.auth.tickets import TicketStore
 from opsconsole.auth.totp import TotpGuard
 from opsconsole.config import Settings
 from opsconsole.diagnostics.service import Diagnostics
-from opsconsole.errors import ConsoleError
+from opsconsole.errors import AuditError, ConsoleError
 from opsconsole.repl.factory import ReplFactory
 from opsconsole.repl.loop import QuickWakeLoop
 from opsconsole.transport.admission import Admission, Penalties
@@ -86,6 +86,8 @@ class Console:
         ensure_private_dir(settings.state_dir)
         self.audit = AuditLog.open(settings.audit_path, clock=clock)
         self.refusal_record = RefusalSummary(self.audit.record, clock=clock)
+        # The head goes to the host's log at start, stop and each minute it changes (README).
+        self.audit_head = HeadAnchor(self.audit)
         try:
             self.auth = self._build_auth()
             self.diagnostics = Diagnostics(
@@ -110,6 +112,7 @@ class Console:
                     record=self.audit.record,
                     refusals=self.refusals,
                     penalties=self.penalties,
+                    audit_failing=lambda: self.audit.failing,
                 )
         except BaseException:
             self.audit.close()
@@ -165,7 +168,14 @@ class Console:
                 f"cannot listen on {self.settings.host}:{self.settings.port}: {self._error}"
             ) from self._error
         ssh = {} if self.ssh is None else {"ssh_port": self.ssh_port, "ssh_host_key": self.ssh.fingerprint}
-        self.audit.record("console.start", url=self.url, instance=self.instance_id, pid=os.getpid(), **ssh)
+        try:
+            self.audit.record(
+                "console.start", url=self.url, instance=self.instance_id, pid=os.getpid(), **ssh
+            )
+        except AuditError:
+            self.stop()  # nothing runs unrecorded, the console included
+            raise
+        self.audit_head.start()
         _log.info("opsconsole listening on %s (instance %s)", self.url, self.instance_id)
         if self.settings.leak_interval > 0:
             self.audit.record("dump.leaks_start", interval=self.settings.leak_interval, source="config")
@@ -190,8 +200,11 @@ class Console:
         self.repl.close_all()
         self.diagnostics.close()
         self._flush_refusals(final=True)
-        if self.url:
-            self.audit.record("console.stop", url=self.url, instance=self.instance_id)
+        # A log that cannot be written has said so in the host log already; stopping goes on.
+        with contextlib.suppress(AuditError):
+            if self.url:
+                self.audit.record("console.stop", url=self.url, instance=self.instance_id)
+        self.audit_head.stop()
         self.audit.close()
 
     def __enter__(self) -> Console:

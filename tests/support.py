@@ -124,8 +124,8 @@ def audit_events(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def login_token(url: str, op: Operator, at: float) -> str:
-    """A real login (ssh-keygen signature + TOTP code for time ``at``); returns the token."""
+def login_attempt(url: str, op: Operator, at: float) -> tuple[int, Any]:
+    """A real login (ssh-keygen signature + TOTP code for time ``at``); (status, answer)."""
     _, ch = call(url, "POST", "/ops/auth/challenge", {"user": op.user})
     body = {
         "user": op.user,
@@ -133,7 +133,12 @@ def login_token(url: str, op: Operator, at: float) -> str:
         "signature": ssh_keygen_sign(op.key, ch["message"]),
         "totp": op.code(at),
     }
-    status, answer = call(url, "POST", "/ops/auth/login", body)
+    return call(url, "POST", "/ops/auth/login", body)
+
+
+def login_token(url: str, op: Operator, at: float) -> str:
+    """A real login that must succeed; returns the token."""
+    status, answer = login_attempt(url, op, at)
     assert status == 200, answer
     return str(answer["token"])
 

@@ -5,14 +5,18 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import logging
 import os
 import pathlib
 import stat
+import subprocess
+import sys
 import threading
 
 import pytest
 
-from opsconsole.audit import AuditLog, VerifyReport, chain, verify_file
+from opsconsole.audit import AuditLog, Head, HeadAnchor, VerifyReport, chain, verify_file
+from opsconsole.audit.head import parse as parse_head
 from opsconsole.errors import AuditChainError, AuditError
 
 T0 = 1_795_941_511.123  # 2026-11-29T08:38:31.123Z
@@ -223,14 +227,36 @@ def test_reordered_lines_are_caught(log_path: pathlib.Path) -> None:
     expect_broken(log_path, 3)
 
 
-def test_truncated_last_line_is_caught(log_path: pathlib.Path) -> None:
+def test_truncated_last_line_is_caught_then_cut_off_saved_and_recorded(log_path: pathlib.Path) -> None:
     write_events(log_path, 10)
     data = log_path.read_bytes()
     log_path.write_bytes(data[: len(data) - 30])
     assert "torn" in expect_broken(log_path, 10).reason
-    # The writer refuses to resume after a torn line rather than start a new chain.
-    with pytest.raises(AuditError, match="torn"):
+    complete = data[: data.rindex(b"\n", 0, len(data) - 1) + 1]
+    torn = data[len(complete) : len(data) - 30]
+    # The writer cuts only the unterminated tail, keeps it next to the log, and says so in the chain.
+    with AuditLog.open(log_path) as audit:
+        assert audit.last_seq == 10  # the torn record 10 is gone; its note is the new record 10
+    records = [json.loads(line) for line in lines_of(log_path)]
+    assert log_path.read_bytes().startswith(complete)
+    note = records[-1]
+    assert note["event"] == "audit.torn_tail" and note["seq"] == 10
+    saved = pathlib.Path(note["fields"]["saved_to"])
+    assert saved.read_bytes() == torn and stat.S_IMODE(saved.stat().st_mode) == 0o600
+    assert note["fields"]["bytes"] == len(torn)
+    assert note["fields"]["sha256"] == hashlib.sha256(torn).hexdigest()
+    assert verify_file(log_path).records == 10
+
+
+def test_a_torn_tail_is_not_cut_twice_into_the_same_file(log_path: pathlib.Path) -> None:
+    write_events(log_path, 2)
+    with log_path.open("ab") as f:
+        f.write(b'{"seq":3,"ts"')
+    size = log_path.stat().st_size
+    (log_path.parent / f"{log_path.name}.torn-{size - 13}").write_bytes(b"earlier evidence")
+    with pytest.raises(AuditError, match="already exists; move that file away"):
         AuditLog.open(log_path)
+    assert log_path.stat().st_size == size
 
 
 def test_forged_line_with_wrong_prev_is_caught(log_path: pathlib.Path) -> None:
@@ -260,8 +286,93 @@ def test_writer_refuses_to_resume_from_invalid_last_line(log_path: pathlib.Path)
     size = log_path.stat().st_size
     with pytest.raises(AuditError, match="last line is invalid") as info:
         AuditLog.open(log_path)
+    # It says why, and how to rotate: keep the file, check it, start a new chain.
     assert str(log_path) in str(info.value)
+    assert f"mv {log_path} {log_path}.broken-" in str(info.value)
+    assert "opsconsole audit verify" in str(info.value)
     assert log_path.stat().st_size == size
+
+
+# --- anchored heads --------------------------------------------------------------------------
+
+
+def test_a_cut_tail_or_a_rewrite_fails_against_an_anchored_head(log_path: pathlib.Path) -> None:
+    write_events(log_path, 5)
+    with AuditLog.open(log_path) as audit:
+        head = audit.head()
+    assert head == Head(5, verify_file(log_path).last_hash)
+    assert verify_file(log_path, [head]).records == 5
+    write_events(log_path, 2, start=5)
+    assert verify_file(log_path, [head]).records == 7  # the log went on past the anchor: fine
+    # cut the last three records: the chain alone still verifies, the anchor does not
+    log_path.write_bytes(b"".join(lines_of(log_path)[:4]))
+    assert verify_file(log_path).records == 4
+    with pytest.raises(AuditChainError, match="ends at record 4, before the anchored head 5") as info:
+        verify_file(log_path, [head])
+    assert info.value.line == 5
+    # rewritten from scratch with as many records: every link checks, the anchor does not
+    log_path.unlink()
+    write_events(log_path, 5, start=100)
+    with pytest.raises(AuditChainError, match="record 5 has hash .* the anchored head says") as info:
+        verify_file(log_path, [head])
+    assert info.value.line == 5
+
+
+def test_head_text_round_trips_and_bad_text_is_refused() -> None:
+    head = Head(42, "ab" * 32)
+    assert parse_head(str(head)) == head
+    assert parse_head(f"seq=42 hash={'ab' * 32}") == head
+    for bad in ("42", "42:" + "AB" * 32, "x:" + "ab" * 32, "42:" + "ab" * 31, ""):
+        with pytest.raises(ValueError, match="SEQ:HASH"):
+            parse_head(bad)
+
+
+class _Lines(logging.Handler):
+    """Collects the head lines and wakes the test when a periodic one arrives."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+        self.periodic = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+        if "why=periodic" in self.lines[-1]:
+            self.periodic.set()
+
+
+def test_the_anchor_logs_at_start_while_it_changes_and_at_stop(log_path: pathlib.Path) -> None:
+    logger = logging.getLogger("opsconsole.audit.head")
+    handler, level = _Lines(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        with AuditLog.open(log_path) as audit:
+            audit.record("console.start")
+            anchor = HeadAnchor(audit, interval=0.05)
+            anchor.start()
+            audit.record("repl.input", text="1")
+            assert handler.periodic.wait(10), "no periodic head"
+            audit.record("console.stop")
+            anchor.stop()
+            anchor.stop()  # idempotent
+            final = audit.head()
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    lines = handler.lines
+    assert lines[0].startswith("opsconsole-audit-head seq=1 hash=")
+    assert "why=start" in lines[0] and lines[0].endswith(f"file={log_path}")
+    assert lines[-1] == f"opsconsole-audit-head seq=3 hash={final.hash} why=stop file={log_path}"
+    # one periodic line per change of the head, not one per interval (seq 3 may race the stop)
+    periodic = [line.split(" hash=")[0] for line in lines if "why=periodic" in line]
+    assert periodic in (
+        ["opsconsole-audit-head seq=2"],
+        ["opsconsole-audit-head seq=2", "opsconsole-audit-head seq=3"],
+    )
+    # every line names a head the file reaches
+    heads = [parse_head(line.split(" why=")[0].removeprefix("opsconsole-audit-head ")) for line in lines]
+    assert verify_file(log_path, heads).records == 3
 
 
 # --- escaping ------------------------------------------------------------------------------
@@ -377,3 +488,56 @@ def test_bad_event_name_is_refused(log_path: pathlib.Path) -> None:
 def test_verify_missing_file_raises_audit_error(tmp_path: pathlib.Path) -> None:
     with pytest.raises(AuditError, match="cannot read"):
         verify_file(tmp_path / "nope.jsonl")
+
+
+# --- a log that cannot grow ------------------------------------------------------------------
+
+_CHILD = """
+import json, pathlib, resource, signal, sys
+from opsconsole.audit import AuditLog
+from opsconsole.errors import AuditError
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the kernel kills us at the limit
+path = pathlib.Path(sys.argv[1])
+out = {}
+with AuditLog.open(path) as audit:
+    audit.record("repl.input", text="first")
+    out["size"] = path.stat().st_size
+    _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (out["size"] + 10, hard))  # room for 10 bytes of a line
+    for text in ("second", "third"):
+        try:
+            audit.record("repl.input", text=text)
+        except AuditError as exc:
+            out.setdefault("errors", []).append(str(exc))
+        out.setdefault("sizes", []).append(path.stat().st_size)
+    out["failing"] = audit.failing
+    resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
+    audit.record("repl.input", text="fourth")
+    out["failing_after"] = audit.failing
+print(json.dumps(out))
+"""
+
+
+def test_a_write_past_a_file_size_limit_leaves_no_half_line_and_the_log_recovers(
+    log_path: pathlib.Path,
+) -> None:
+    # A real short write then EFBIG, in a child process so the limit binds nothing else.
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(log_path)], capture_output=True, text=True, timeout=60, check=True
+    )
+    out = json.loads(done.stdout)
+    assert out["sizes"] == [out["size"], out["size"]]  # the 10 bytes that got in were cut off
+    assert len(out["errors"]) == 2 and all("File too large" in e for e in out["errors"])
+    assert "not recorded" in out["errors"][0]
+    assert "File too large" in out["failing"] and out["failing_after"] is None
+    records = [json.loads(line) for line in lines_of(log_path)]
+    assert [(r["event"], r["fields"].get("text")) for r in records] == [
+        ("repl.input", "first"),
+        ("audit.write_failed", None),
+        ("repl.input", "fourth"),
+    ]
+    assert records[1]["fields"] == {"refused": 2, "error": "OSError: File too large"}
+    assert verify_file(log_path).records == 3
+    # one line when writing starts failing, one when it works again; none per refused record
+    assert done.stderr.count("cannot be written") == 1 and done.stderr.count("writable again") == 1

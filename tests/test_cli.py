@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import signal
@@ -15,6 +16,7 @@ import pyotp
 import pytest
 
 from opsconsole.console import Console
+from tests.conftest import console_settings
 from tests.demo_process import run_demo
 from tests.support import FakeClock, Operator, audit_events, call, keygen
 
@@ -202,6 +204,49 @@ def test_audit_verify(
     path.write_text("".join(lines))
     bad = run_cli("audit", "verify", str(path), env=cli_env)
     assert bad.returncode == 1 and ":2:" in bad.stderr
+
+
+def test_audit_verify_against_an_anchored_head(
+    tmp_path: Path,
+    keys_dir: Path,
+    clock: FakeClock,
+    cli_env: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="opsconsole.audit.head")
+    console = Console(console_settings(tmp_path, keys_dir), clock=clock).start()
+    call(
+        console.url, "POST", "/ops/auth/login", {"user": "alice", "nonce": "x", "signature": "x", "totp": "1"}
+    )
+    console.stop()
+    lines = [r.getMessage() for r in caplog.records if r.name == "opsconsole.audit.head"]
+    # one grep-able line at start and one at stop: tag, seq, hash, why, file
+    assert [line.split(" hash=")[0] for line in lines] == [
+        "opsconsole-audit-head seq=1",
+        "opsconsole-audit-head seq=3",
+    ]
+    path = console.settings.audit_path
+    assert all(line.endswith(f"file={path}") for line in lines)
+    start, stop = (re.search(r"seq=(\d+) hash=([0-9a-f]{64})", line) for line in lines)
+    assert start is not None and stop is not None
+    heads = [f"{m.group(1)}:{m.group(2)}" for m in (start, stop)]
+    ok = run_cli("audit", "verify", str(path), "--head", heads[0], "--head", heads[1], env=cli_env)
+    assert ok.returncode == 0 and "reaches the anchored head(s)" in ok.stdout, ok.stderr
+    # The tail is cut: the chain alone still verifies, the anchored head does not.
+    path.write_bytes(b"".join(path.read_bytes().splitlines(keepends=True)[:2]))
+    assert run_cli("audit", "verify", str(path), env=cli_env).returncode == 0
+    cut = run_cli("audit", "verify", str(path), "--head", heads[1], env=cli_env)
+    assert cut.returncode == 1
+    assert f"BROKEN: {path}:3: the file ends at record 2, before the anchored head 3" in cut.stderr
+    # The log is rewritten from scratch (a valid chain of its own): the hash gives it away.
+    path.unlink()
+    again = Console(console_settings(tmp_path, keys_dir), clock=clock).start()
+    again.stop()
+    forged = run_cli("audit", "verify", str(path), "--head", heads[0], env=cli_env)
+    assert forged.returncode == 1
+    assert f"{path}:1: record 1 has hash" in forged.stderr and "the anchored head says" in forged.stderr
+    bad = run_cli("audit", "verify", str(path), "--head", "3:nothex", env=cli_env)
+    assert bad.returncode == 2 and "--head: '3:nothex' is not SEQ:HASH" in bad.stderr
 
 
 def test_demo_and_the_curl_recipe(tmp_path: Path, cli_env: dict[str, str]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -331,3 +332,64 @@ def _rss() -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+def _server_connections_ended(timeout: float = 10.0) -> None:
+    """Join the console's SSH transport threads: their last records are on disk afterwards."""
+    deadline = time.monotonic() + timeout
+    for thread in threading.enumerate():
+        if thread.name.startswith("opsconsole-ssh-") and not thread.name.startswith("opsconsole-ssh-grace"):
+            thread.join(max(0.0, deadline - time.monotonic()))
+            assert not thread.is_alive(), f"{thread.name} still running"
+
+
+@pytest.mark.parametrize("first_method", ["none", "publickey"])
+def test_obs6_ssh_user_change_is_audited(
+    ssh_console: Console, operators: dict[str, Operator], clock: FakeClock, first_method: str
+) -> None:
+    """paramiko disconnects a client that changes its user name between requests, before any
+    server callback; the decision must still reach the audit log, and nobody gets in."""
+    alice, carol = operators["alice"], operators["carol"]
+    transport = paramiko_client(ssh_console)
+    try:
+        if first_method == "none":
+            with pytest.raises(paramiko.BadAuthenticationType):
+                transport.auth_none("alice")  # what OpenSSH sends first
+            switch = lambda: transport.auth_publickey("carol", _key(carol))  # noqa: E731
+        else:
+            assert transport.auth_publickey("alice", _key(alice)) == ["keyboard-interactive"]
+            switch = lambda: transport.auth_interactive("carol", totp_answer(carol.code(clock())))  # noqa: E731
+        with pytest.raises((paramiko.SSHException, EOFError)):
+            switch()
+        assert not transport.is_authenticated()
+    finally:
+        transport.close()
+    _server_connections_ended()
+    aborted = [
+        e["fields"]
+        for e in _events(ssh_console, "auth.refused")
+        if e["fields"]["reason"] == "ssh_auth_aborted"
+    ]
+    assert len(aborted) == 1, aborted
+    assert aborted[0]["user"] == "alice"
+    assert aborted[0]["methods"] == [first_method]
+    assert "user name that changed" in aborted[0]["cause"]
+    assert not _events(ssh_console, "auth.login")
+
+
+def test_a_connection_we_close_is_not_also_recorded_as_aborted(
+    ssh_console: Console, keypairs: dict[str, Path]
+) -> None:
+    stranger = paramiko.PKey.from_path(keypairs["stranger"])
+    transport = paramiko_client(ssh_console)
+    try:
+        for _ in range(6):
+            with pytest.raises(paramiko.AuthenticationException):
+                transport.auth_publickey("alice", stranger)
+        with pytest.raises((paramiko.AuthenticationException, paramiko.SSHException, EOFError)):
+            transport.auth_publickey("alice", stranger)
+    finally:
+        transport.close()
+    _server_connections_ended()
+    assert "ssh_too_many_attempts" in _reasons(ssh_console)
+    assert "ssh_auth_aborted" not in _reasons(ssh_console)

@@ -8,40 +8,37 @@ purpose: a record is not "written" until it is on disk, and a caller must not go
 to run a REPL line whose record could still be lost. Other processes are kept out
 with an exclusive ``flock`` held for as long as the log is open.
 
-A write or fsync failure leaves the end of the file unknown (maybe a torn line), so
-the log refuses every further record instead of appending after a broken line.
+When a write fails (the disk is full, a file-size limit, a quota), the file is cut
+back to the end of the last complete record, so it never holds half a line, and the
+caller gets ``AuditError``: nothing that needed the record runs. The next record tries
+again; the first one that succeeds is preceded by an ``audit.write_failed`` record
+counting what was refused meanwhile. The host log gets one line when writing starts
+failing and one when it works again, however many records were refused in between.
+If the cut itself fails, or an fsync fails (the end of the file is then unknown), the
+log refuses every further record.
 """
 
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import pathlib
 import re
-import stat
 import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
 
 from opsconsole import log
-from opsconsole.audit import chain
+from opsconsole.audit import chain, resume
+from opsconsole.audit.head import Head
 from opsconsole.errors import AuditError
 
 _log = log.get("audit")
 
-_OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
-_TAIL_CHUNK = 64 * 1024
-
 # A guard against caller bugs, not a filter: a field *named* like a secret is refused
 # outright, so a TOTP code or a token can never reach the log by accident.
 _SECRET_NAME_RE = re.compile(r"totp|code|token|secret|password|signature", re.IGNORECASE)
-
-
-def _refuse(path: pathlib.Path, reason: str) -> AuditError:
-    return AuditError(f"refusing audit log {path}: {reason}")
 
 
 def _check_secret_names(value: object, where: str = "", depth: int = 0) -> None:
@@ -61,106 +58,6 @@ def _check_secret_names(value: object, where: str = "", depth: int = 0) -> None:
             _check_secret_names(item, f"{where}[].", depth + 1)
 
 
-def _prepare_dir(directory: pathlib.Path) -> None:
-    """Create the log's directory 0700 if missing; warn if an existing one is shared."""
-    try:
-        directory.mkdir(parents=True, mode=0o700)
-    except FileExistsError:
-        st = directory.stat()
-        if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
-            _log.warning("audit log directory %s is writable by group or others", directory)
-        return
-    except OSError as exc:
-        raise AuditError(f"cannot create audit log directory {directory}: {exc.strerror}") from exc
-    # mkdir's mode is filtered by the umask; the directory we created must be exactly 0700.
-    os.chmod(directory, 0o700)
-
-
-def _open_fd(path: pathlib.Path) -> int:
-    """Open the log for appending, refusing a symlink or anything but a regular file."""
-    # lstat first only for a clearer message and to avoid blocking on a FIFO;
-    # O_NOFOLLOW and the fstat in _check_fd are what close the race.
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        raise _refuse(path, exc.strerror or str(exc)) from exc
-    else:
-        if stat.S_ISLNK(st.st_mode):
-            raise _refuse(path, "it is a symlink")
-        if not stat.S_ISREG(st.st_mode):
-            raise _refuse(path, "it is not a regular file")
-    try:
-        return os.open(path, _OPEN_FLAGS, 0o600)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise _refuse(path, "it is a symlink") from exc
-        raise AuditError(f"cannot open audit log {path}: {exc.strerror}") from exc
-
-
-def _check_fd(path: pathlib.Path, fd: int) -> None:
-    """StrictModes-like checks on the opened file, then take the single-writer lock."""
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
-        raise _refuse(path, "it is not a regular file")
-    if st.st_uid != os.geteuid():
-        raise _refuse(path, f"owned by uid {st.st_uid}, not by this process (uid {os.geteuid()})")
-    if st.st_mode & 0o077:
-        raise _refuse(path, f"mode {stat.S_IMODE(st.st_mode):04o} is group/world-accessible; want 0600")
-    # Two writers (two processes, or two AuditLogs in one) would fork the chain.
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        raise _refuse(path, "another writer has it open") from None
-
-
-def _read_tail(fd: int, size: int, path: pathlib.Path) -> bytes:
-    """The last line of the file (without its newline), read backwards from the end."""
-    if os.pread(fd, 1, size - 1) != b"\n":
-        raise AuditError(f"{path}: last line is not terminated (torn write); refusing to resume the chain")
-    chunks: list[bytes] = []
-    end = size - 1
-    pos = end
-    while pos > 0:
-        start = max(0, pos - _TAIL_CHUNK)
-        data = os.pread(fd, pos - start, start)
-        newline = data.rfind(b"\n")
-        if newline != -1:
-            chunks.append(data[newline + 1 :])
-            break
-        chunks.append(data)
-        pos = start
-        if end - pos > chain.MAX_LINE_BYTES:
-            raise AuditError(f"{path}: last line is longer than {chain.MAX_LINE_BYTES} bytes")
-    return b"".join(reversed(chunks))
-
-
-def _resume(path: pathlib.Path, wfd: int) -> tuple[int, str]:
-    """Return (seq, hash) of the file's last record, or (0, GENESIS) for an empty file."""
-    size = os.fstat(wfd).st_size
-    if size == 0:
-        return 0, chain.GENESIS
-    rfd = os.open(path, _READ_FLAGS)
-    try:
-        # The name could have been swapped since the write fd was opened; read the same file.
-        rst, wst = os.fstat(rfd), os.fstat(wfd)
-        if (rst.st_dev, rst.st_ino) != (wst.st_dev, wst.st_ino):
-            raise _refuse(path, "the file was replaced while opening it")
-        raw = _read_tail(rfd, size, path)
-    finally:
-        os.close(rfd)
-    try:
-        link = chain.check(raw.decode("ascii"), expected_seq=None, expected_prev=None)
-    except UnicodeDecodeError:
-        raise AuditError(f"{path}: last line is not ASCII; refusing to resume the chain") from None
-    except chain.ChainError as exc:
-        raise AuditError(
-            f"{path}: last line is invalid ({exc.reason}); refusing to resume the chain"
-        ) from None
-    return link.seq, link.hash
-
-
 class AuditLog:
     """An open, append-only audit log. Create with ``AuditLog.open``."""
 
@@ -173,6 +70,8 @@ class AuditLog:
         self._seq = seq
         self._prev = prev
         self._broken: str | None = None
+        self._failing: str | None = None  # the last write error, while records are refused
+        self._refused = 0
         self._lock = threading.Lock()
 
     @classmethod
@@ -180,22 +79,37 @@ class AuditLog:
         """Open (or create, 0600) the log at ``path`` and resume its chain.
 
         Only the last line is checked here, so opening a big log stays cheap; use
-        ``verify_file`` to check the whole chain.
+        ``verify_file`` to check the whole chain. A torn last line (a crash mid-write)
+        is cut off, saved next to the log and recorded as ``audit.torn_tail``; any other
+        bad end raises AuditError saying how to rotate the log.
         """
         path = pathlib.Path(path)
-        _prepare_dir(path.parent)
-        fd = _open_fd(path)
+        resume.prepare_dir(path.parent)
+        fd = resume.open_fd(path)
         try:
-            _check_fd(path, fd)
-            seq, prev = _resume(path, fd)
+            resume.check_fd(path, fd)
+            end = resume.resume(path, fd)
         except OSError as exc:
             os.close(fd)
             raise AuditError(f"cannot read audit log {path}: {exc.strerror or exc}") from exc
         except BaseException:
             os.close(fd)
             raise
-        _log.info("audit log %s opened at seq %d", path, seq)
-        return cls(path, fd, clock=clock, seq=seq, prev=prev)
+        _log.info("audit log %s opened at seq %d", path, end.seq)
+        audit = cls(path, fd, clock=clock, seq=end.seq, prev=end.hash)
+        if end.torn is not None:
+            try:
+                audit.record(
+                    "audit.torn_tail",
+                    offset=end.torn.offset,
+                    bytes=end.torn.length,
+                    sha256=end.torn.sha256,
+                    saved_to=str(end.torn.saved_to),
+                )
+            except BaseException:
+                audit.close()
+                raise
+        return audit
 
     @property
     def path(self) -> pathlib.Path:
@@ -213,6 +127,19 @@ class AuditLog:
         with self._lock:
             return self._prev
 
+    def head(self) -> Head:
+        """Seq and hash of the last record written, read together (any thread)."""
+        with self._lock:
+            return Head(self._seq, self._prev)
+
+    @property
+    def failing(self) -> str | None:
+        """Why records are being refused right now (None while the log writes fine)."""
+        with self._lock:
+            if self._fd is None:
+                return "closed"
+            return self._broken or self._failing
+
     @property
     def closed(self) -> bool:
         with self._lock:
@@ -222,7 +149,8 @@ class AuditLog:
         """Append one record and fsync it before returning (write-ahead).
 
         Raises AuditError, with nothing written, for a bad event name, a field that is
-        not JSON-able, a secret-looking field name, or a closed or broken log.
+        not JSON-able, a secret-looking field name, a closed or broken log, or a write
+        that failed (the file is then cut back to its last complete record).
         """
         _check_secret_names(fields)
         with self._lock:
@@ -232,27 +160,87 @@ class AuditLog:
                 raise AuditError(
                     f"audit log {self._path} is unusable after an earlier failure: {self._broken}"
                 )
-            seq = self._seq + 1
             try:
-                line = chain.seal(seq, chain.format_ts(self._clock()), event, fields, self._prev)
-                # Self-check: never write a line the verifier would reject.
-                link = chain.check(line, expected_seq=seq, expected_prev=self._prev)
+                line = self._seal(self._seq + 1, self._prev, event, fields)
             except chain.ChainError as exc:
                 raise AuditError(f"refusing audit record {event!r}: {exc.reason}") from None
-            try:
-                self._write_all(self._fd, (line + "\n").encode("ascii"))
-                os.fsync(self._fd)
-            except OSError as exc:
-                self._broken = f"{type(exc).__name__}: {exc.strerror or exc}"
-                _log.error("audit log %s: write failed at seq %d: %s", self._path, seq, self._broken)
+            if self._failing is not None:
+                # The first record after a failure says what was lost; written in the same call
+                # so it cannot be skipped.
+                note = self._seal(
+                    self._seq + 1,
+                    self._prev,
+                    "audit.write_failed",
+                    {"refused": self._refused, "error": self._failing},
+                )
+                self._append(note, event)
+                _log.warning(
+                    "audit log %s is writable again; %d record(s) were refused meanwhile",
+                    self._path,
+                    self._refused,
+                )
+                self._failing, self._refused = None, 0
+                line = self._seal(self._seq + 1, self._prev, event, fields)
+            self._append(line, event)
+
+    def _seal(self, seq: int, prev: str, event: str, fields: dict[str, object]) -> str:
+        line = chain.seal(seq, chain.format_ts(self._clock()), event, fields, prev)
+        # Self-check: never write a line the verifier would reject.
+        chain.check(line, expected_seq=seq, expected_prev=prev)
+        return line
+
+    def _append(self, line: str, event: str) -> None:
+        # under self._lock; advances seq/prev only once the line is on disk
+        fd = self._fd
+        assert fd is not None
+        data = (line + "\n").encode("ascii")
+        try:
+            start = os.fstat(fd).st_size
+        except OSError as exc:
+            self._break(exc)
+            raise AuditError(f"cannot write audit log {self._path}: {self._broken}") from exc
+        try:
+            self._write_all(fd, data)
+        except OSError as exc:
+            error = f"{type(exc).__name__}: {exc.strerror or exc}"
+            if not self._cut_back(fd, start):
+                self._break(exc)
                 raise AuditError(f"cannot write audit log {self._path}: {self._broken}") from exc
-            self._seq = seq
-            self._prev = link.hash
+            if self._failing is None:
+                _log.error(
+                    "audit log %s cannot be written (%s): REPL lines and logins are refused until it can",
+                    self._path,
+                    error,
+                )
+            self._failing = error
+            self._refused += 1
+            raise AuditError(f"cannot write audit log {self._path}: {error}; {event} not recorded") from exc
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            self._break(exc)
+            raise AuditError(f"cannot write audit log {self._path}: {self._broken}") from exc
+        self._seq += 1
+        self._prev = chain.check(line, expected_seq=self._seq, expected_prev=self._prev).hash
+
+    def _cut_back(self, fd: int, size: int) -> bool:
+        # Remove whatever part of the line reached the file. Shrinking is allowed even at a
+        # file-size limit or on a full disk; the fstat confirms the end is known again.
+        try:
+            os.ftruncate(fd, size)
+            return os.fstat(fd).st_size == size
+        except OSError:
+            return False
+
+    def _break(self, exc: OSError) -> None:
+        self._broken = f"{type(exc).__name__}: {exc.strerror or exc}"
+        _log.error("audit log %s: write failed at seq %d: %s", self._path, self._seq + 1, self._broken)
 
     @staticmethod
     def _write_all(fd: int, data: bytes) -> None:
         # One os.write writes the whole line on a local filesystem; the loop only
-        # covers a short write (e.g. interrupted near a full disk).
+        # covers a short write (e.g. interrupted near a full disk, where the next
+        # write then fails and the caller cuts the partial line off again).
         view = memoryview(data)
         while view:
             written = os.write(fd, view)

@@ -73,15 +73,25 @@ class Authenticator:
             self._check_code(user, totp)
         principal = Principal(user, entry.role, entry.fingerprint)
         token, info = self._sessions.create(principal)
-        self._record(
-            "auth.login",
-            user=user,
-            role=entry.role,
-            source=source,
-            key=entry.fingerprint,
-            session=info.session_id,
-        )
+        with self._revoked_unless_recorded(token):
+            self._record(
+                "auth.login",
+                user=user,
+                role=entry.role,
+                source=source,
+                key=entry.fingerprint,
+                session=info.session_id,
+            )
         return Login(token, info)
+
+    @contextlib.contextmanager
+    def _revoked_unless_recorded(self, token: str) -> Iterator[None]:
+        # A session whose login could not be audited (AuditError) must not exist.
+        try:
+            yield
+        except BaseException:
+            self._sessions.revoke(token)
+            raise
 
     @contextlib.contextmanager
     def _attempt(self, user: str, source: str) -> Iterator[None]:
@@ -192,7 +202,8 @@ class Authenticator:
             self._fail("(ticket)", source, exc)
             raise
         token, info = self._sessions.create(principal)
-        self._record("auth.redeem", user=principal.user, session=info.session_id, source=source)
+        with self._revoked_unless_recorded(token):
+            self._record("auth.redeem", user=principal.user, session=info.session_id, source=source)
         return Login(token, info)
 
     def refuse(self, reason: str, *, source: str, user: str = "", **fields: object) -> None:

@@ -54,6 +54,8 @@ class OperatorStore:
         stamps = (_stamp(self._keys_path), _stamp(self._secrets_path))
         with self._lock:
             if stamps != self._stamps:
+                # The new state is in place before anything is recorded: a record that fails
+                # (AuditError, counted by the writer) must not leave the old operators in use.
                 self._stamps = stamps
                 try:
                     self._current, self._error = self._load(), None
@@ -61,6 +63,14 @@ class OperatorStore:
                     self._current, self._error = None, exc
                     _log.error("operators not loaded: %s", exc)
                     self._record("config.rejected", reason=str(exc))
+                else:
+                    for bad in self._current.keys.rejected:
+                        self._record(
+                            "config.rejected_line",
+                            file=str(self._keys_path),
+                            line=bad.line_no,
+                            reason=bad.reason,
+                        )
             if self._error is not None:
                 raise self._error
             assert self._current is not None
@@ -68,10 +78,6 @@ class OperatorStore:
 
     def _load(self) -> Operators:
         keys = load_authorized_keys(self._keys_path)
-        for bad in keys.rejected:
-            self._record(
-                "config.rejected_line", file=str(self._keys_path), line=bad.line_no, reason=bad.reason
-            )
         secrets = load_secrets(self._secrets_path)
         _log.info("loaded %d keys and %d TOTP secrets", len(keys.entries), len(secrets))
         return Operators(keys, secrets)

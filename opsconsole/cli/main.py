@@ -12,7 +12,7 @@ import sys
 import webbrowser
 from pathlib import Path
 
-from opsconsole.audit import verify_file
+from opsconsole.audit import head, verify_file
 from opsconsole.cli import dump as dump_mod
 from opsconsole.cli import enroll as enroll_mod
 from opsconsole.cli import login as login_mod
@@ -62,6 +62,14 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction[
     audit_sub = p.add_subparsers(dest="audit_verb", required=True, metavar="ACTION")
     v = audit_sub.add_parser("verify", help="check the hash chain of an audit log")
     v.add_argument("file", type=Path)
+    v.add_argument(
+        "--head",
+        action="append",
+        default=[],
+        metavar="SEQ:HASH",
+        help="an anchored head from the host's log (opsconsole-audit-head lines); the file must reach "
+        "it with the same hash. Repeatable.",
+    )
     v.set_defaults(func=cmd_audit_verify)
     return parser, sub
 
@@ -136,11 +144,17 @@ def cmd_enroll(args: argparse.Namespace) -> int:
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     try:
-        report = verify_file(args.file)
+        heads = [head.parse(text) for text in args.head]
+    except ValueError as exc:
+        print(f"opsconsole: --head: {exc}", file=sys.stderr)
+        return 2
+    try:
+        report = verify_file(args.file, heads)
     except AuditChainError as exc:
         print(f"BROKEN: {exc}", file=sys.stderr)
         return 1
-    print(f"ok: {report.records} records, chain intact, last hash {report.last_hash}")
+    anchored = f"; reaches the anchored head(s) {', '.join(map(str, heads))}" if heads else ""
+    print(f"ok: {report.records} records, chain intact, last hash {report.last_hash}{anchored}")
     return 0
 
 

@@ -111,8 +111,9 @@ class CastRecorder:
         try:
             self._file.write(line + "\n")
             self._file.flush()
-        except OSError:
-            _log.exception("asciicast %s cannot be written; recording stopped", self._path)
+        except OSError as exc:
+            # A full disk or a file-size limit is the host's to fix; the reason says all of it.
+            _log.error("asciicast %s cannot be written (%s); recording stopped", self._path, exc)
             self._stop()
             return
         self._size += len(line) + 1
@@ -122,5 +123,5 @@ class CastRecorder:
         if file is not None:
             try:
                 file.close()
-            except OSError:
-                _log.exception("asciicast %s did not close cleanly", self._path)
+            except OSError as exc:
+                _log.error("asciicast %s did not close cleanly (%s)", self._path, exc)

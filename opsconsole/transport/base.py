@@ -24,6 +24,7 @@ from opsconsole.config import Settings
 from opsconsole.diagnostics import render
 from opsconsole.diagnostics.service import Diagnostics
 from opsconsole.errors import (
+    AuditError,
     AuthError,
     BusyError,
     DiagnosticsError,
@@ -218,6 +219,11 @@ class BaseHandler(SessionHandler):
             self.set_status(status_code)
             if isinstance(exc, BusyError):
                 self.set_header("Retry-After", str(math.ceil(exc.retry_after)))
+        elif isinstance(exc, AuditError):
+            # Nothing that needs a record runs, logins included; the writer logged why, once.
+            status_code, code = 503, "audit_unavailable"
+            message = "the audit log cannot be written; logins and audited actions are refused until it can"
+            self.set_status(status_code)
         else:
             code = _CODES.get(status_code, "error" if status_code < 500 else "internal_error")
             message = self._reason if status_code < 500 else "internal error (see the service log)"
@@ -230,6 +236,8 @@ class BaseHandler(SessionHandler):
         # aggregated: Tornado would log a WARNING line per refusal here.
         if isinstance(value, DiagnosticsError):
             _log.info("%s %s: %s", self.request.method, self.request.path, value)
+        elif isinstance(value, AuditError):
+            pass  # the audit writer logs the first failure and the recovery, not each refusal
         elif isinstance(value, tornado.web.HTTPError) and value.status_code < 500:
             message = value.log_message or ""
             self.refusal_reason = message % value.args if value.args else message

@@ -26,7 +26,7 @@ from opsconsole import log
 from opsconsole.auth.authenticator import Authenticator
 from opsconsole.auth.principal import Principal
 from opsconsole.config import Settings
-from opsconsole.errors import ConsoleError
+from opsconsole.errors import AuditError, ConsoleError
 from opsconsole.repl.factory import ReplFactory
 from opsconsole.transport import ssh_hostkey
 from opsconsole.transport.admission import Admission, EarlyDrop, Penalties
@@ -91,6 +91,20 @@ class _Transport(paramiko.Transport):
 
     ended: Any = None  # set per connection: called once when the transport thread ends
 
+    aborted: Any = None  # set per connection: paramiko ends authentication on its own
+
+    def close(self) -> None:
+        # paramiko's auth handler calls close() on this transport's own thread when it gives up
+        # before any server callback (e.g. the user name changed between requests).
+        if (
+            self.aborted is not None
+            and threading.current_thread() is self
+            and self.is_active()
+            and not self.is_authenticated()
+        ):
+            self.aborted()
+        super().close()
+
     def _ensure_authed(self, ptype: int, message: paramiko.Message) -> paramiko.Message | None:
         # paramiko answers channel opens and global requests before authentication with a
         # refusal on its own; we only add the audit event.
@@ -133,10 +147,12 @@ class SshServer:
         record: Callable[..., None],
         refusals: log.RefusalLog | None = None,
         penalties: Penalties | None = None,
+        audit_failing: Callable[[], str | None] = lambda: None,
     ) -> None:
         self._settings = settings
         self._refusals = refusals or log.RefusalLog()
         log.route_library("paramiko.transport", _log, _paramiko_cause)
+        self._audit_failing = audit_failing
         self._auth = auth
         self._repl = repl
         self._record = record
@@ -236,7 +252,9 @@ class SshServer:
 
         def refuse(reason: str, **fields: object) -> None:
             user = str(fields.pop("user", ""))
-            self._auth.refuse(reason, source=source, user=user, connection=connection_id, **fields)
+            # A refusal that cannot be recorded still stands; the audit writer logged why.
+            with contextlib.suppress(AuditError):
+                self._auth.refuse(reason, source=source, user=user, connection=connection_id, **fields)
 
         transport.refused = refuse
         transport.refusals, transport.source = self._refusals, source
@@ -282,7 +300,9 @@ class SshServer:
             on_login=on_login,
             open_shell=open_shell,
             resize_shell=resize_shell,
+            audit_failing=self._audit_failing,
         )
+        transport.aborted = policy.aborted
         with self._lock:
             self._transports.append(transport)
         grace.start()

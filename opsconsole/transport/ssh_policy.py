@@ -12,6 +12,12 @@ So ``check_auth_publickey`` only says the key is listed; the factor is recorded 
 around that very key object's ``verify_ssh_sig``, when paramiko's own verification of the
 signature over this session succeeds. ``tests/test_ssh_auth.py`` attacks exactly that.
 
+Every decision is audited. paramiko takes a few itself, before any callback here (a user
+name that changes between requests, an unreadable public key, a service other than
+``ssh-connection``, a 10th failure): it then closes the transport on its own thread, and
+``aborted`` records that. When the audit log cannot be written, nothing is decided
+without a record: the request fails and the connection is closed.
+
 Every method runs on the connection's paramiko transport thread.
 """
 
@@ -35,12 +41,19 @@ from opsconsole.auth import sshsig
 from opsconsole.auth.authenticator import Authenticator
 from opsconsole.auth.keys import AuthorizedKey
 from opsconsole.auth.principal import Principal
-from opsconsole.errors import AuthError
+from opsconsole.errors import AuditError, AuthError
 
 _log = log.get("transport.ssh")
 MAX_ATTEMPTS = 6  # failed authentication requests per connection; the next one disconnects
 TOTP_PROMPT = "TOTP code: "
 DOOR = "ssh"
+AUDIT_DOWN_BANNER = (
+    "opsconsole: logins are refused while the audit log cannot be written (see the service log).\r\n"
+)
+ABORT_CAUSE = (
+    "paramiko refused a request before any server callback: a user name that changed between "
+    "requests, an unreadable public key, a service other than ssh-connection, or a 10th failure"
+)
 
 
 class ShellOpener(Protocol):
@@ -64,6 +77,7 @@ class ConnectionPolicy(paramiko.ServerInterface):
         on_login: Callable[[Principal], None],
         open_shell: ShellOpener,
         resize_shell: ShellSizer,
+        audit_failing: Callable[[], str | None] = lambda: None,
     ) -> None:
         self._auth = auth
         self._source = source
@@ -72,30 +86,40 @@ class ConnectionPolicy(paramiko.ServerInterface):
         self._on_login = on_login
         self._open_shell = open_shell
         self._resize_shell = resize_shell
+        self._audit_failing = audit_failing
         self._user = ""
         self._proven: AuthorizedKey | None = None  # set only once a signature by the key verified
         self.principal: Principal | None = None
         self._failures = 0
+        self._methods: list[str] = []  # every method asked for, in order (for the audit)
+        self._closing = False  # set when this policy closes the connection itself
         self._session_channel: int | None = None
         self._pty: dict[int, tuple[int, int]] = {}
         self._shell_started = False
 
     # -- authentication ----------------------------------------------------------------------
 
+    def get_banner(self) -> tuple[str | None, str | None]:
+        # Sent once, before the first method: the one place an SSH client shows our words.
+        if self._audit_failing() is None:
+            return None, None
+        return AUDIT_DOWN_BANNER, "en"
+
     def get_allowed_auths(self, username: str) -> str:
         return "keyboard-interactive" if self._proven is not None else "publickey"
 
     def check_auth_none(self, username: str) -> int:
         # Every OpenSSH client starts with "none" to learn the methods: not an attempt.
-        self._user = username[:64]
+        self._asked("none", username)
         return AUTH_FAILED
 
     def check_auth_password(self, username: str, password: str) -> int:
+        self._asked("password", username)
         self._attempt_failed("ssh_method_not_offered", method="password")
         return AUTH_FAILED
 
     def check_auth_publickey(self, username: str, key: paramiko.PKey) -> int:
-        self._user = username[:64]
+        self._asked("publickey", username)
         if self._over_limit():
             return AUTH_FAILED
         if self._proven is not None:
@@ -106,6 +130,8 @@ class ConnectionPolicy(paramiko.ServerInterface):
         except AuthError:
             self._failures += 1  # listed_key audited the reason
             return AUTH_FAILED
+        except AuditError:
+            return self._audit_down()
         self._prove_on_verify(key, entry)
         # "Partially": paramiko answers a query with PK_OK, and a signed request goes on to
         # the signature check; only the wrapper below can turn it into a proven factor.
@@ -124,8 +150,12 @@ class ConnectionPolicy(paramiko.ServerInterface):
             if not verify(data, msg):
                 self._attempt_failed("ssh_bad_signature", key=entry.fingerprint)
                 return False
+            try:
+                self._auth.key_proven(entry, source=self._source, door=DOOR)
+            except AuditError:
+                self._audit_down()
+                return False
             self._proven = entry
-            self._auth.key_proven(entry, source=self._source, door=DOOR)
             return True
 
         # This key object is built by paramiko for this one request and verified right after
@@ -133,6 +163,7 @@ class ConnectionPolicy(paramiko.ServerInterface):
         key.verify_ssh_sig = verify_then_record  # type: ignore[method-assign]
 
     def check_auth_interactive(self, username: str, submethods: str) -> int | InteractiveQuery:
+        self._asked("keyboard-interactive", username)
         if self._over_limit():
             return AUTH_FAILED
         if self._proven is None:
@@ -154,16 +185,42 @@ class ConnectionPolicy(paramiko.ServerInterface):
         except AuthError:
             self._failures += 1  # second_factor audited the reason
             return AUTH_FAILED
+        except AuditError:
+            return self._audit_down()
         self.principal = principal
         self._on_login(principal)
         return AUTH_SUCCESSFUL
+
+    def _asked(self, method: str, username: str) -> None:
+        self._user = username[:64]
+        if len(self._methods) < 2 * MAX_ATTEMPTS:
+            self._methods.append(method)
+
+    def aborted(self) -> None:
+        """paramiko is closing the connection during authentication on its own decision.
+
+        Called from the transport's ``close`` on the transport thread; the user is the one
+        paramiko holds the connection to (the first name asked for).
+        """
+        if not self._closing and self.principal is None:
+            self._closing = True
+            self._refuse("ssh_auth_aborted", methods=list(self._methods), cause=ABORT_CAUSE)
 
     def _over_limit(self) -> bool:
         if self._failures < MAX_ATTEMPTS:
             return False
         self._refuse("ssh_too_many_attempts", attempts=self._failures + 1)
-        self._disconnect()
+        self._close()
         return True
+
+    def _audit_down(self) -> int:
+        # The decision could not be recorded (the writer logged why): refuse and hang up.
+        self._close()
+        return AUTH_FAILED
+
+    def _close(self) -> None:
+        self._closing = True
+        self._disconnect()
 
     def _attempt_failed(self, reason: str, **fields: object) -> None:
         self._failures += 1
@@ -172,9 +229,12 @@ class ConnectionPolicy(paramiko.ServerInterface):
     def _refuse(self, reason: str, **fields: object) -> None:
         if self.principal is not None:  # refusals inside a login are audited one by one, never folded
             fields.setdefault("session", self._connection_id)
-        self._auth.refuse(
-            reason, source=self._source, user=self._user, connection=self._connection_id, **fields
-        )
+        try:
+            self._auth.refuse(
+                reason, source=self._source, user=self._user, connection=self._connection_id, **fields
+            )
+        except AuditError:
+            self._close()  # a refusal that cannot be recorded still stands; nothing more is decided
 
     # -- channels: one session with a pty and a shell; nothing else ----------------------------
 

@@ -23,7 +23,7 @@ import tornado.websocket
 
 from opsconsole import log
 from opsconsole.auth.principal import Role
-from opsconsole.errors import AuthError, OpsConsoleError, ProtocolError
+from opsconsole.errors import AuditError, AuthError, OpsConsoleError, ProtocolError
 from opsconsole.repl.session import ReplSession
 from opsconsole.transport import ws_gate, ws_messages, ws_protocol
 from opsconsole.transport.base import COOKIE, ApiError, SessionHandler
@@ -248,7 +248,9 @@ class TerminalHandler(SessionHandler, tornado.websocket.WebSocketHandler):
         if self._closing:
             return
         user = self.session.principal.user if self.session else ""
-        self.auth.refuse(reason, source=self.source, user=user, session=self.session_id)
+        # A drop that cannot be recorded still happens; the audit writer has logged why.
+        with contextlib.suppress(AuditError):
+            self.auth.refuse(reason, source=self.source, user=user, session=self.session_id)
         self._mark_closing()
         self.close(code, message)
 
