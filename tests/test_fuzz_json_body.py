@@ -107,19 +107,19 @@ def hostile_bodies(draw: st.DrawFn) -> bytes:
     return text.encode()
 
 
-@fuzz(400)
+@fuzz(200)
 @given(st.binary(max_size=300))
 def test_any_bytes_give_an_object_or_a_400(raw: bytes) -> None:
     assert_well_behaved(raw, "user")
 
 
-@fuzz(150)
+@fuzz(100)
 @given(hostile_bodies())
 def test_hostile_bodies_give_an_object_or_a_400(raw: bytes) -> None:
     assert_well_behaved(raw, *LOGIN_FIELDS)
 
 
-@fuzz(150)
+@fuzz(80)
 @given(OBJECTS, st.booleans())
 def test_a_json_object_reads_back_exactly(obj: dict[str, Any], ascii_only: bool) -> None:
     raw = json.dumps(obj, ensure_ascii=ascii_only).encode()
@@ -128,13 +128,13 @@ def test_a_json_object_reads_back_exactly(obj: dict[str, Any], ascii_only: bool)
     assert_well_behaved(raw, *LOGIN_FIELDS)
 
 
-@fuzz(100)
+@fuzz(60)
 @given(st.lists(VALUES, max_size=3) | SCALARS)
 def test_anything_but_an_object_is_a_400(value: object) -> None:
     assert outcome(json.dumps(value).encode()) == ("400", "body must be a JSON object")
 
 
-@fuzz(100)
+@fuzz(60)
 @given(OBJECTS, st.sampled_from(LOGIN_FIELDS), st.none() | st.integers() | st.lists(st.text(), max_size=2))
 def test_a_required_field_of_the_wrong_type_is_a_400(obj: dict[str, Any], key: str, wrong: object) -> None:
     others = {k: v for k, v in obj.items() if k not in LOGIN_FIELDS}
@@ -221,7 +221,7 @@ def answer(console: Console, path: str, raw: bytes) -> tuple[int, object]:
     return status, body
 
 
-@fuzz(40)
+@fuzz(25)
 @given(st.binary(max_size=200) | hostile_bodies() | OBJECTS.map(lambda o: json.dumps(o).encode()))
 def test_challenge_bodies_over_http(live: tuple[Console, Records], raw: bytes) -> None:
     console, _ = live
@@ -235,7 +235,7 @@ def test_challenge_bodies_over_http(live: tuple[Console, Records], raw: bytes) -
         assert (status, body) == (400, {"error": "bad_request", "message": expected[1]})  # type: ignore[index]
 
 
-@fuzz(40)
+@fuzz(25)
 @given(
     hostile_bodies() | OBJECTS.map(lambda o: json.dumps({**dict.fromkeys(LOGIN_FIELDS, "x"), **o}).encode())
 )

@@ -64,7 +64,7 @@ def check_invariants(text: str, result: keys.AuthorizedKeys) -> None:
 # -- arbitrary text -------------------------------------------------------------------------
 
 
-@fuzz(300)
+@fuzz(200)
 @given(st.text())
 def test_any_text_is_loaded_or_skipped_never_raised(text: str) -> None:
     first = parse(text)
@@ -105,7 +105,7 @@ def key_field(draw: st.DrawFn, pubs: dict[str, str]) -> str:
     return " ".join([other_type, b64, *comment, draw(st.text(max_size=12))])
 
 
-@fuzz(300)
+@fuzz(150)
 @given(data=st.data())
 def test_line_shaped_text_is_loaded_or_skipped_never_raised(
     pubs: dict[str, str], data: st.DataObject
@@ -133,7 +133,7 @@ def expiry_values(draw: st.DrawFn) -> str:
     return text
 
 
-@fuzz(300)
+@fuzz(150)
 @given(value=expiry_values())
 def test_any_expiry_time_is_loaded_or_skipped(pubs: dict[str, str], value: str) -> None:
     line = f'user="u",expiry-time="{value}" {pubs["ed25519"]}'
@@ -164,7 +164,7 @@ WHEN = st.datetimes(min_value=dt.datetime(1970, 1, 2), max_value=dt.datetime(999
 )
 
 
-@fuzz(200)
+@fuzz(100)
 @given(data=st.data())
 def test_a_line_built_from_parts_parses_back_to_them(pubs: dict[str, str], data: st.DataObject) -> None:
     spec = data.draw(st.sampled_from(SPECS))
@@ -196,7 +196,7 @@ def test_a_line_built_from_parts_parses_back_to_them(pubs: dict[str, str], data:
     assert entry.expires_at == (when.replace(tzinfo=dt.UTC).timestamp() if when else None)
 
 
-@fuzz(200)
+@fuzz(100)
 @given(
     value=st.text(alphabet=st.characters(blacklist_characters=LINE_BREAKS), max_size=40).filter(
         lambda v: not v.endswith("\\")
@@ -210,7 +210,7 @@ def test_a_quoted_value_reads_back_exactly(value: str) -> None:
     assert rest == "ssh-ed25519 AAAA"
 
 
-@fuzz(100)
+@fuzz(50)
 @given(data=st.data())
 def test_an_unenforced_option_anywhere_rejects_the_line(pubs: dict[str, str], data: st.DataObject) -> None:
     name = data.draw(
@@ -224,7 +224,7 @@ def test_an_unenforced_option_anywhere_rejects_the_line(pubs: dict[str, str], da
     assert "unsupported option" in result.rejected[0].reason
 
 
-@fuzz(100)
+@fuzz(50)
 @given(
     user=USERS, role=st.sampled_from(["viewer", "operator"]), comment=COMMENTS, spec=st.sampled_from(SPECS)
 )
@@ -237,7 +237,7 @@ def test_format_key_line_writes_what_the_server_loads(
     assert (entry.user, entry.role, entry.key_type, entry.comment) == (user, role, key_type, comment)
 
 
-@fuzz(200)
+@fuzz(100)
 @given(st.text(max_size=200))
 def test_parse_public_key_raises_only_config_error(text: str) -> None:
     try:

@@ -51,19 +51,19 @@ JSON_VALUES = st.recursive(
 )
 
 
-@fuzz(300)
+@fuzz(200)
 @given(st.text(max_size=200) | st.binary(max_size=50))
 def test_any_message_is_parsed_or_closed_with_a_code(message: str | bytes) -> None:
     assert_well_behaved(message)
 
 
-@fuzz(300)
+@fuzz(100)
 @given(st.lists(JSON_VALUES, max_size=4), st.sampled_from(["stdin", "set_size", "resize", "", None]))
 def test_any_json_array_is_parsed_or_closed_with_a_code(rest: list[object], kind: str | None) -> None:
     assert_well_behaved(json.dumps([kind, *rest]))
 
 
-@fuzz(200)
+@fuzz(60)
 @given(
     depth=st.integers(1, MAX_MESSAGE // 2),
     opener=st.sampled_from(["[", '["stdin",', '{"a":', '["set_size",1,']),
@@ -76,7 +76,7 @@ def test_deep_nesting_is_closed_not_raised(depth: int, opener: str, closed: bool
     assert isinstance(assert_well_behaved(message), tuple)
 
 
-@fuzz(300)
+@fuzz(150)
 @given(st.text(max_size=300))
 def test_stdin_reads_back_exactly(text: str) -> None:
     message = json.dumps(["stdin", text], ensure_ascii=False)
@@ -84,7 +84,7 @@ def test_stdin_reads_back_exactly(text: str) -> None:
         assert outcome(message) == ws_messages.Stdin(text)
 
 
-@fuzz(300)
+@fuzz(100)
 @given(rows=st.integers(-(2**70), 2**70), cols=st.integers(-(2**70), 2**70))
 def test_set_size_reads_back_exactly(rows: int, cols: int) -> None:
     # Any size: clamping to the terminal's limits is the handler's business.
@@ -93,7 +93,7 @@ def test_set_size_reads_back_exactly(rows: int, cols: int) -> None:
     assert outcome(json.dumps(["set_size", float(rows), cols]))[0] == "closed"  # type: ignore[index]
 
 
-@fuzz(200)
+@fuzz(100)
 @given(
     before=st.text(max_size=20),
     unit=st.integers(0xD800, 0xDFFF),
