@@ -17,12 +17,17 @@ HYPOTHESIS_HOME = Path(tempfile.gettempdir()) / f"opsconsole-hypothesis-{os.getu
 set_hypothesis_home_dir(HYPOTHESIS_HOME)
 
 
+# OPSCONSOLE_FUZZ_SCALE=N runs N times the examples, new ones each run: a longer hunt on a
+# developer's machine. Unset (CI), every run draws the same examples.
+SCALE = int(os.environ.get("OPSCONSOLE_FUZZ_SCALE", "1"))
+
+
 def fuzz(max_examples: int) -> settings:
     """``max_examples`` per property; no deadline (a loaded 2-core machine is slow, not wrong)."""
     return settings(
-        max_examples=max_examples,
+        max_examples=max_examples * SCALE,
         deadline=None,
-        derandomize=True,
+        derandomize=SCALE == 1,
         database=None,
         print_blob=False,
         # Slow generation is the machine's load, not a bug; large data is what fuzzing is for.
