@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from opsconsole.console import Console
 from opsconsole.errors import ProtocolError
 from opsconsole.transport import ws_messages
 from opsconsole.transport.terminal import MAX_MESSAGE
 from tests.fuzz import fuzz
+from tests.support import FakeClock, Operator, login_token
+from tests.terminal_client import Term
 
 CLOSE_CODES = {1003, 1008, 1009}
 
@@ -121,3 +125,16 @@ def test_stdin_lone_surrogate_becomes_a_replacement_character() -> None:
 def test_nested_arrays_as_deep_as_a_message_allows_are_closed_1008() -> None:
     # json.loads raised RecursionError: the connection dropped with no close frame.
     assert outcome("[" * MAX_MESSAGE) == ("closed", 1008, "ws_malformed_message")
+
+
+@pytest.mark.asyncio
+async def test_a_lone_surrogate_typed_over_the_real_websocket_reaches_the_repl_as_unicode(
+    console: Console, operators: dict[str, Operator], clock: FakeClock
+) -> None:
+    term = await Term.open(console.url, login_token(console.url, operators["alice"], clock()))
+    try:
+        await term.expect(r">>> ?$")
+        await term.conn.write_message('["stdin", "s = \\"a\\ud800b\\"\\r"]')
+        await term.run("print(ascii(s), s.encode())", r"^'a\\ufffdb' b'a\\xef\\xbf\\xbdb'$")
+    finally:
+        await term.close()
