@@ -45,7 +45,8 @@ _USER_RE = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")
 # name or name="value"; inside the quotes only \" is an escape, as in OpenSSH. The
 # possessive loop keeps a trailing backslash from being re-read as a literal.
 _OPTION_RE = re.compile(r'([A-Za-z0-9_-]+)(?:="((?:\\"|[^"])*+)")?')
-_EXPIRY_RE = re.compile(r"(\d{4})(\d{2})(\d{2})(?:(\d{2})(\d{2})(\d{2})?)?([Zz]?)")
+# ASCII digits only (re's \d would take any Unicode digit, which OpenSSH does not).
+_EXPIRY_RE = re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})(?:([0-9]{2})([0-9]{2})([0-9]{2})?)?([Zz]?)")
 _KNOWN_OPTIONS = ("user", "role", "from", "expiry-time")
 
 
@@ -171,10 +172,12 @@ def _parse_expiry(value: str) -> float:
         when = dt.datetime(
             int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0)
         )
-    except ValueError as exc:
+        # As in OpenSSH: a trailing Z means UTC, otherwise the server's local time. A local
+        # time near year 1 or 9999 has no timestamp (ValueError, or OverflowError/OSError
+        # from the platform's mktime).
+        return when.replace(tzinfo=dt.UTC).timestamp() if zulu else when.timestamp()
+    except (ValueError, OverflowError, OSError) as exc:
         raise _Rejected(f"expiry-time {value!r}: {exc}") from None
-    # As in OpenSSH: a trailing Z means UTC, otherwise the server's local time.
-    return when.replace(tzinfo=dt.UTC).timestamp() if zulu else when.timestamp()
 
 
 def _blob_type(blob: bytes) -> str:

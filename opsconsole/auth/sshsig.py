@@ -168,10 +168,15 @@ def parse_armored(text: str) -> SshSig:
     lines = [line.strip() for line in text.strip().splitlines()]
     if len(lines) < 3 or lines[0] != ARMOR_BEGIN or lines[-1] != ARMOR_END:
         raise _malformed("missing SSH SIGNATURE armor")
+    body = "".join(lines[1:-1])
     try:
-        blob = base64.b64decode("".join(lines[1:-1]), validate=True)
+        blob = base64.b64decode(body, validate=True)
     except (binascii.Error, ValueError):
         raise _malformed("armored body is not base64") from None
+    # The decoder ignores the unused low bits of the last character; OpenSSH refuses them
+    # set, and so do we: one signature has one text form.
+    if base64.b64encode(blob).decode("ascii") != body:
+        raise _malformed("armored body is not canonical base64")
     return parse_blob(blob)
 
 

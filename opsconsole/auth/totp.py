@@ -104,6 +104,10 @@ class TotpGuard:
             )
         except pyotp.exceptions.OTPVerificationError:
             raise AuthError("totp_mismatch") from None
+        except ValueError:
+            # pyotp checks no time before the epoch (a step of the window included) or past
+            # year 9999: a host clock that far off cannot tell a right code from a wrong one.
+            raise AuthError("totp_clock", "the clock is outside the range TOTP can check") from None
         with self._lock:
             if step <= self._last_step.get(user, -1):
                 raise AuthError("totp_replay", f"step {step} already used or older")

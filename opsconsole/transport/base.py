@@ -32,6 +32,7 @@ from opsconsole.errors import (
     NotFoundError,
     StateError,
 )
+from opsconsole.transport import json_body
 from opsconsole.transport.admission import Admission
 
 _log = log.get("transport")
@@ -193,15 +194,9 @@ class BaseHandler(SessionHandler):
     def json_body(self, *required: str) -> dict[str, Any]:
         """The request body as a JSON object whose ``required`` keys are strings."""
         try:
-            body = json.loads(self.request.body or b"null")
-        except (ValueError, UnicodeDecodeError):
-            raise ApiError(400, "bad_request", "body is not valid JSON") from None
-        if not isinstance(body, dict):
-            raise ApiError(400, "bad_request", "body must be a JSON object")
-        for key in required:
-            if not isinstance(body.get(key), str):
-                raise ApiError(400, "bad_request", f"{key!r} must be a string")
-        return body
+            return json_body.parse_object(self.request.body, *required)
+        except InvalidRequestError as exc:
+            raise ApiError(400, "bad_request", str(exc)) from None
 
     def send_json(self, data: Any, status: int = 200) -> None:
         self.set_status(status)

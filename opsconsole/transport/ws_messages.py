@@ -7,16 +7,22 @@ Pure: a message in, a frozen message out, or ``ProtocolError`` with the close co
 - text that is not a JSON array of a known type with the right fields → 1008 (policy
   violation). 1007 is kept for what RFC 6455 names it for, a text frame that is not UTF-8,
   which the frame reader (``transport/ws_protocol.py``) refuses before a message exists.
+
+A lone surrogate escaped in ``stdin`` text (``"\\ud800"``) becomes U+FFFD, as a terminal
+shows a broken byte: the REPL only ever gets text it can encode.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 from opsconsole.errors import ProtocolError
 
 SHAPES = '["stdin", text] or ["set_size", rows, cols]'
+# Half of a UTF-16 pair, which JSON can escape but no codec can encode.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +48,7 @@ def parse(message: str | bytes, *, max_bytes: int) -> Stdin | SetSize:
     if isinstance(frame, list) and frame:
         kind = frame[0]
         if kind == "stdin" and len(frame) == 2 and isinstance(frame[1], str):
-            return Stdin(frame[1])
+            return Stdin(_LONE_SURROGATE.sub("\ufffd", frame[1]))
         if kind == "set_size" and len(frame) == 3 and all(type(v) is int for v in frame[1:]):
             return SetSize(frame[1], frame[2])
     raise ProtocolError(1008, "ws_malformed_message", f"messages are {SHAPES}")
