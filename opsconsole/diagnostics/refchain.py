@@ -14,9 +14,10 @@ chain are labelled and summarised without running host code (see ``refchain_labe
 Roots, in this order: module globals (``sys.modules``), the local variables of every other thread's
 frames, and ``Roots.extra`` (e.g. the app's event loops). CPython 3.11 reports nothing through
 ``gc.get_referents`` for a frame that is executing, so a thread's locals can only be read with
-``frame.f_locals``; for a function frame that (re)fills a snapshot dict kept on the frame until it
-returns — the same thing a debugger or ``traceback`` with locals does. ``Roots(threads=False)``
-leaves thread frames out when that matters.
+``frame.f_locals``, copied once per frame. Up to 3.12 that (re)fills a snapshot dict kept on a
+function frame until it returns — the same thing a debugger or ``traceback`` with locals does; from
+3.13 on (PEP 667) it is a write-through proxy over the frame, and the copy leaves nothing on it.
+``Roots(threads=False)`` leaves thread frames out when that matters.
 
 The heap changes while we walk. The result is best effort: an object created during the walk may be
 missed, and if a link on the found chain is cut before it is traced back the answer is
