@@ -234,6 +234,7 @@ def _own_ids(w: _Walk, roots: Roots) -> set[int]:
                 own.update(map(id, value.values()))  # Kind objects
     table = w.ords.table
     own.update(id(getattr(table, slot)) for slot in AddressTable.__slots__)
+    own.add(id(getattr(table.get, "__self__", None)))  # the fallback's dict (no slot of its own)
     own.update(id(kind.attrs) for kind in w.kinds.values())
     own.add(id(own))
     frame: FrameType | None = sys._getframe()
