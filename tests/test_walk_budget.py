@@ -83,6 +83,7 @@ def _check_walks(result: dict[str, Any]) -> None:
     assert result["census_types"]["__main__.Needle"] > 0
 
 
+@pytest.mark.slow
 def test_obs7_refchain_is_bounded_on_312() -> None:
     """Future iterators on the ``_asyncio`` free list, a heap snapshot, then reference searches and a
     census: on CPython 3.12.1 the search grew the process past 24 GB; here the walks stay in budget."""
@@ -93,6 +94,7 @@ def test_obs7_refchain_is_bounded_on_312() -> None:
         assert result["freelist_guarded"] and result["asyncio_referents"] == 1  # its namespace only
 
 
+@pytest.mark.slow
 def test_walks_on_sparse_mappings_and_a_huge_bytes_stay_within_budget(tmp_path: Path) -> None:
     """An 8 GiB sparse anonymous mapping, a 4 GiB sparse file mapping with a memoryview over it and a
     2 GiB bytes object: the three walks grow the process by no more than their budget."""
