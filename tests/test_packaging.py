@@ -4,6 +4,7 @@ interpreter a venv of its own."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -36,9 +37,12 @@ def test_classifiers_are_what_ci_runs() -> None:
 def test_each_interpreter_gets_its_own_venv() -> None:
     def venv(*args: str) -> str:
         rule = "print-venv: ; @echo $(VENV)"
+        # as typed in a shell: not as a sub-make of `make test PYTHON=...`, which passes PYTHON on
+        env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "PYTHON")}
         return subprocess.run(
             ["make", "-s", "--eval", rule, "print-venv", *args],
             cwd=ROOT,
+            env=env,
             capture_output=True,
             text=True,
             check=True,
