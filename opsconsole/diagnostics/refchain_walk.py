@@ -21,7 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Collection, Iterator
 from itertools import chain, compress, islice, repeat
-from operator import is_, not_
+from operator import is_
 
 from opsconsole.diagnostics.budget import Budget
 from opsconsole.diagnostics.referents import referents as guarded_referents
@@ -104,6 +104,19 @@ def _length(obj: object) -> int:
     return 0
 
 
+def _weigh(chunk: list[object], kinds: list[type], budget: Budget) -> None:
+    """``budget.ahead`` for each big container of the chunk that is not read in slices: a subclass of
+    a builtin container, or a deque. The classes are checked once each, not once per object."""
+    ids = list(map(id, kinds))
+    by_id = dict(zip(ids, kinds, strict=True))  # by id: hashing a class could run its metaclass's code
+    heavy = {i for i, k in by_id.items() if k not in _BIG_KINDS and issubclass(k, _SIZED)}
+    if heavy:
+        for obj in compress(chunk, map(heavy.__contains__, ids)):
+            n = _length(obj)
+            if n > REFS_STEP:
+                budget.ahead(2 * n * REF_BYTES)  # the list, and the walk's map of it by id
+
+
 def referents(chunk: list[object], budget: Budget | None = None) -> Iterator[list[object]]:
     """What ``gc.get_referents(*chunk)`` returns, in lists of at most about REFS_STEP objects. A big
     builtin container is read a slice at a time: one list of its million referents would be a long
@@ -116,9 +129,7 @@ def referents(chunk: list[object], budget: Budget | None = None) -> Iterator[lis
         candidates = list(compress(chunk, mask))
         big = [c for c, n in zip(candidates, map(len, candidates), strict=True) if n > REFS_STEP]  # type: ignore[arg-type]
     if budget is not None and not all(mask):
-        for n in map(_length, compress(chunk, map(not_, mask))):
-            if n > REFS_STEP:
-                budget.ahead(2 * n * REF_BYTES)  # the list, and the walk's map of it by id
+        _weigh(chunk, kinds, budget)
     if not big:
         yield guarded_referents(*chunk)
         return
