@@ -1,6 +1,16 @@
 # Two commands: `make demo` and `make test`. Each bootstraps .venv on first use.
+# Another interpreter gets a venv of its own, named by its version:
+#   make test PYTHON=~/.pyenv/versions/3.13.0/bin/python   # builds and uses .venv-3.13
 PYTHON ?= python3
-VENV   := .venv
+ifeq ($(origin PYTHON),file)
+VENV   ?= .venv
+else
+PY_VERSION := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+ifeq ($(PY_VERSION),)
+$(error PYTHON=$(PYTHON) does not run)
+endif
+VENV   ?= .venv-$(PY_VERSION)
+endif
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
@@ -41,4 +51,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/terminal.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -rf .venv .venv-3.* build *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -95,6 +95,9 @@ class Settings:
     ssh_max_unauthenticated_per_source: int = 4
     # Seconds between leak detector samples; 0 (the default) leaves it off until started by hand.
     leak_interval: float = 0.0
+    # MiB a whole-heap walk (census, reference search, heap snapshot) may add to the process
+    # before it stops with an error (HTTP 507).
+    walk_memory_budget: int = 1024
 
     @property
     def tls(self) -> bool:
@@ -169,6 +172,7 @@ _LIMITS: dict[str, tuple[float, float]] = {
     "ssh_max_unauthenticated": (1, 10000),
     "ssh_max_unauthenticated_per_source": (1, 10000),
     "leak_interval": (0, 3600),
+    "walk_memory_budget": (16, 1 << 20),
     "repl_switch_interval": (0, 0.1),
 }
 

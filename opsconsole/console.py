@@ -91,7 +91,9 @@ class Console:
         try:
             self.auth = self._build_auth()
             self.diagnostics = Diagnostics(
-                dump_dir=settings.state_dir / "dumps", app_loops=() if app_loop is None else (app_loop,)
+                dump_dir=settings.state_dir / "dumps",
+                app_loops=() if app_loop is None else (app_loop,),
+                memory_budget=settings.walk_memory_budget << 20,
             )
             ensure_private_dir(settings.state_dir / "casts")
             self.repl = ReplFactory(

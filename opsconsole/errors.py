@@ -15,7 +15,8 @@
         ├── BusyError          another expensive dump is running (HTTP 429 + Retry-After)
         ├── InvalidRequestError a bad name or parameter (HTTP 400)
         ├── NotFoundError      no such snapshot or type (HTTP 404)
-        └── StateError         not possible now, e.g. tracemalloc is off (HTTP 409)
+        ├── StateError         not possible now, e.g. tracemalloc is off (HTTP 409)
+        └── BudgetError        a heap walk would grow the process past its budget (HTTP 507)
 
 Every error the host application can see derives from ``OpsConsoleError`` so that one
 ``except`` clause keeps the host app safe.
@@ -132,3 +133,18 @@ class NotFoundError(DiagnosticsError):
 
 class StateError(DiagnosticsError):
     """Not possible in the current state (e.g. tracemalloc is not tracing)."""
+
+
+class BudgetError(DiagnosticsError):
+    """A whole-heap walk (census, reference search, heap snapshot) stopped before growing the process
+    by more than ``limit`` bytes; ``used`` is what it had reached, ``how`` how that was known."""
+
+    def __init__(self, what: str, *, limit: int, used: int, how: str) -> None:
+        super().__init__(
+            f"{what} stopped: it would grow the process by more than {limit >> 20} MiB, its memory "
+            f"budget ({used >> 20} MiB {how}); raise the walk_memory_budget setting to allow more"
+        )
+        self.what = what
+        self.limit = limit
+        self.used = used
+        self.how = how

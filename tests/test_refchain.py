@@ -267,7 +267,8 @@ def test_does_not_walk_a_running_census() -> None:
     t.start()
     try:
         for _ in range(3):
-            result = refchain(lonely, roots=Roots())
+            # a whole-heap walk while another thread takes the GIL for censuses: a generous limit
+            result = refchain(lonely, roots=Roots(), time_limit=120)
             assert not result.found, result.root
             assert result.reason == "not_reachable"
     finally:

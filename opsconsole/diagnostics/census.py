@@ -15,6 +15,9 @@ own ``__sizeof__`` is honoured, and one that raises counts as 0).
 The census's own objects are not counted: they are all created after ``gc.get_objects()`` returns,
 and the growth baselines are flat str → int dicts, which CPython does not track. While a census runs,
 its thread holds a list of every object; ``working()`` marks that so refchain never walks through it.
+That list (8 bytes an object) and the per-class tables are charged to the census's memory ``Budget``:
+past it the census stops with ``BudgetError``. A class's own ``__sizeof__`` written in Python is not
+run (it could do anything, allocate included): such objects are sized as ``object.__sizeof__`` does.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import re
 import sys
 import threading
 import time
+import types
 import weakref
 from collections import Counter
 from collections.abc import Iterator
@@ -31,6 +35,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from opsconsole.diagnostics.budget import DEFAULT_LIMIT, Budget
 from opsconsole.errors import InvalidRequestError, NotFoundError
 
 CHUNK = 20_000  # objects per GIL-holding step: ~1–3 ms of C work each
@@ -41,6 +46,9 @@ _BASELINE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 # The getsets of ``type`` itself: reading a class's name through them never runs a metaclass's code.
 _TYPE_MODULE: Any = type.__dict__["__module__"]
 _TYPE_QUALNAME: Any = type.__dict__["__qualname__"]
+_TYPE_MRO: Any = type.__dict__["__mro__"]
+_TYPE_DICT: Any = type.__dict__["__dict__"]
+_BUILTIN_METHODS = (types.MethodDescriptorType, types.WrapperDescriptorType, types.BuiltinFunctionType)
 _NAMES_MAX = 8192
 # id(type) → (weak ref, name). Keyed by id with a weak check so the cache never keeps a class alive;
 # a dead class's entry is harmless (the ref no longer matches) and the whole cache is bounded.
@@ -143,30 +151,67 @@ def type_name(t: type) -> str:
     return name
 
 
-def _safe_size(obj: object) -> int:
+_OBJECT_SIZEOF: Any = object.__sizeof__
+_GC_HEAD = sys.getsizeof([]) - [].__sizeof__()  # what getsizeof adds for a GC-tracked object
+# id(type) → (weak ref, whether its __sizeof__ is written in Python); bounded like _names
+_py_sizeof: dict[int, tuple[weakref.ref[type], bool]] = {}
+
+
+def _sized_in_python(t: type) -> bool:
+    """Does ``t`` (or a base) define ``__sizeof__`` in Python? Looked up in the classes' own dicts
+    along the real MRO: no attribute access that could run host code."""
+    hit = _py_sizeof.get(id(t))
+    if hit is not None and hit[0]() is t:
+        return hit[1]
+    found = False
+    for klass in _TYPE_MRO.__get__(t, type):
+        attr = _TYPE_DICT.__get__(klass, type).get("__sizeof__")
+        if attr is not None:
+            found = not isinstance(attr, _BUILTIN_METHODS)
+            break
+    if len(_py_sizeof) >= _NAMES_MAX:
+        _py_sizeof.clear()
+    _py_sizeof[id(t)] = (weakref.ref(t), found)
+    return found
+
+
+def shallow_size(obj: object) -> int:
+    """``sys.getsizeof(obj)``, without running a ``__sizeof__`` written in Python (such objects are
+    sized as ``object.__sizeof__`` does); 0 when C code raises. Any thread."""
     try:
+        if _sized_in_python(type(obj)):
+            return int(_OBJECT_SIZEOF(obj)) + (_GC_HEAD if gc.is_tracked(obj) else 0)
         return sys.getsizeof(obj)
-    except Exception:  # a host __sizeof__ that raises must not break the census
+    except Exception:  # a C __sizeof__ that raises must not break the census
         return 0
 
 
-def _add_sizes(chunk: list[object], sizes: dict[type, int]) -> None:
+def shallow_sizes(chunk: list[object]) -> list[int]:
+    """``shallow_size`` of each; one C pass when no class in the chunk sizes itself in Python."""
+    kinds = {id(t): t for t in map(type, chunk)}  # by id: hashing a class could run its metaclass
+    if any(map(_sized_in_python, kinds.values())):
+        return list(map(shallow_size, chunk))
     try:
-        each = list(map(sys.getsizeof, chunk))
-    except Exception:
-        each = [_safe_size(o) for o in chunk]
+        return list(map(sys.getsizeof, chunk))
+    except Exception:  # a C __sizeof__ that raises: each on its own
+        return list(map(shallow_size, chunk))
+
+
+def _add_sizes(chunk: list[object], sizes: dict[type, int]) -> None:
     get = sizes.get
-    for t, n in zip(map(type, chunk), each, strict=True):
+    for t, n in zip(map(type, chunk), shallow_sizes(chunk), strict=True):
         sizes[t] = get(t, 0) + n
 
 
-def _count(with_sizes: bool) -> tuple[Counter[type], dict[type, int]]:
+def _count(with_sizes: bool, budget: Budget) -> tuple[Counter[type], dict[type, int]]:
     """Counts (and sizes) per class. Consumes the object list from the end, chunk by chunk, so each
     step holds the GIL briefly and references are released as we go, not all at the end."""
     counts: Counter[type] = Counter()
     sizes: dict[type, int] = {}
     with every_object() as objs:
+        budget.charge(len(objs) * 8)
         while objs:
+            budget.charge(0)  # measured now and then: the host may grow meanwhile
             chunk = objs[-CHUNK:]
             del objs[-CHUNK:]
             counts.update(map(type, chunk))
@@ -175,9 +220,10 @@ def _count(with_sizes: bool) -> tuple[Counter[type], dict[type, int]]:
     return counts, sizes
 
 
-def _take(with_sizes: bool) -> tuple[Counter[type], dict[type, int]]:
-    with working():  # _count's frame, and with it every object list, is gone when this block ends
-        return _count(with_sizes)
+def _take(with_sizes: bool, memory_budget: int) -> tuple[Counter[type], dict[type, int]]:
+    # _count's frame, and with it every object list, is gone when this block ends
+    with working(), Budget("census", memory_budget) as budget:
+        return _count(with_sizes, budget)
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,9 +236,9 @@ class _State:
     sizes: dict[str, int] | None
 
 
-def _state(with_sizes: bool) -> tuple[_State, float]:
+def _state(with_sizes: bool, memory_budget: int = DEFAULT_LIMIT) -> tuple[_State, float]:
     started = time.monotonic()
-    by_type, size_by_type = _take(with_sizes)
+    by_type, size_by_type = _take(with_sizes, memory_budget)
     counts: dict[str, int] = {}
     sizes: dict[str, int] = {}
     for t, n in by_type.items():
@@ -222,10 +268,11 @@ def _summary(state: _State, top: int, elapsed: float) -> Census:
     )
 
 
-def census(*, top: int = 30, sizes: bool = True) -> Census:
-    """Live GC-tracked objects per class, the top ``top`` by count. Dump worker or REPL thread."""
+def census(*, top: int = 30, sizes: bool = True, memory_budget: int = DEFAULT_LIMIT) -> Census:
+    """Live GC-tracked objects per class, the top ``top`` by count. ``memory_budget``: bytes the census
+    may add to the process (BudgetError past it). Dump worker or REPL thread."""
     _check_top(top)
-    state, elapsed = _state(sizes)
+    state, elapsed = _state(sizes, memory_budget)
     return _summary(state, top, elapsed)
 
 
@@ -257,7 +304,8 @@ class GrowthTracker:
     held for the census too, so two overlapping calls cannot interleave their "previous" states.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, memory_budget: int = DEFAULT_LIMIT) -> None:
+        self._memory_budget = memory_budget
         self._lock = threading.Lock()
         self._baselines: dict[str, _State] = {}  # insertion order = age; the oldest is dropped first
         self._previous: _State | None = None
@@ -272,7 +320,7 @@ class GrowthTracker:
         self._check_name(name)
         _check_top(top)
         with self._lock:
-            state, elapsed = _state(sizes)
+            state, elapsed = _state(sizes, self._memory_budget)
             self._baselines.pop(name, None)
             self._baselines[name] = state
             while len(self._baselines) > MAX_BASELINES:
@@ -299,7 +347,7 @@ class GrowthTracker:
                 before, label = _State(0.0, {}, {}), "empty"
             else:
                 before, label = self._previous, "previous"
-            now, _elapsed = _state(sizes)
+            now, _elapsed = _state(sizes, self._memory_budget)
             if since is None:
                 self._previous = now
         return Growth(since=label, taken_at=now.taken_at, rows=tuple(_growth_rows(now, before, top)))

@@ -29,6 +29,7 @@ from operator import and_, rshift
 from pathlib import Path
 from typing import Literal, TypeVar
 
+from opsconsole.diagnostics.budget import DEFAULT_LIMIT
 from opsconsole.diagnostics.heapsnapshot_edges import EDGE_SHIFT
 from opsconsole.diagnostics.heapsnapshot_names import EDGE_TYPES, NODE_TYPES, string_literals
 from opsconsole.diagnostics.heapsnapshot_walk import Graph, walk
@@ -74,8 +75,10 @@ class HeapSnapshot:
         contents: Contents = "redacted",
         extra_roots: tuple[tuple[str, object], ...] = (),
         exclude_threads: Collection[int] = (),
+        memory_budget: int = DEFAULT_LIMIT,
     ) -> None:
         self.contents = contents
+        self.memory_budget = memory_budget
         self._extra = extra_roots
         self._exclude = frozenset(exclude_threads)
         self.nodes = self.edges = self.strings = self.size = 0
@@ -83,7 +86,12 @@ class HeapSnapshot:
 
     def __iter__(self) -> Iterator[bytes]:
         started = time.monotonic()
-        graph = walk(full=self.contents == "full", extra=self._extra, exclude_threads=self._exclude)
+        graph = walk(
+            full=self.contents == "full",
+            extra=self._extra,
+            exclude_threads=self._exclude,
+            memory_budget=self.memory_budget,
+        )
         self.walk_seconds = time.monotonic() - started
         self.nodes, self.edges, self.strings = graph.node_count, graph.edge_count, len(graph.strings)
         for data in _document(graph):

@@ -22,6 +22,7 @@ from opsconsole.diagnostics.builtin_attrs import builtin_attr
 from opsconsole.diagnostics.heapsnapshot_edges import EDGE_SHIFT, Edges, cached, edge_label
 from opsconsole.diagnostics.heapsnapshot_ids import NODE_FIELDS
 from opsconsole.diagnostics.refchain_labels import _MISSING, TYPE_DICT, namespace
+from opsconsole.diagnostics.referents import referents
 
 SMALL = 64  # containers up to this size are handled a group at a time
 _TYPE_MRO = vars(type)["__mro__"]
@@ -68,7 +69,7 @@ class Kinds(Edges):
         """Edges of a module; returns the extra size when its namespace is folded into its node."""
         ns = namespace(mod)
         if ns is None:
-            self.named(gc.get_referents(mod), {})
+            self.named(referents(mod), {})
             return 0
         if self.ords.alias(ns, ordinal * NODE_FIELDS):
             self.items(ns, names_shown=True)

@@ -22,7 +22,7 @@ from operator import add, mul
 from typing import Any
 
 from opsconsole.diagnostics.builtin_attrs import BUILTIN_ATTRS
-from opsconsole.diagnostics.census import type_name
+from opsconsole.diagnostics.census import shallow_sizes, type_name
 from opsconsole.diagnostics.refchain_labels import _MISSING, _attribute_names, _class_attr, namespace
 
 NODE_TYPES = (
@@ -286,14 +286,5 @@ def sizes(kind: type, info: Kind, objs: list[Any]) -> list[int]:
 
 
 def safe_sizes(chunk: list[object]) -> list[int]:
-    """Shallow sizes; a host ``__sizeof__`` that raises counts 0."""
-    try:
-        return list(map(sys.getsizeof, chunk))
-    except Exception:
-        sizes = []
-        for obj in chunk:
-            try:
-                sizes.append(sys.getsizeof(obj))
-            except Exception:
-                sizes.append(0)
-        return sizes
+    """Shallow sizes; a host ``__sizeof__`` written in Python is not run, one in C that raises counts 0."""
+    return shallow_sizes(chunk)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from opsconsole.diagnostics import census
 from opsconsole.diagnostics import heapsnapshot_names as hn
+from opsconsole.diagnostics.budget import Budget
 from opsconsole.diagnostics.heapsnapshot_edges import edge_labels, element_labels, label
 from opsconsole.diagnostics.heapsnapshot_ids import NODE_FIELDS
 from opsconsole.diagnostics.refchain_labels import namespace
@@ -101,7 +102,7 @@ class Roots:
         link(other, [obj for _, obj in extra], hn.E_PROPERTY, [add(label) for label, _ in extra])
         return edges
 
-    def gc_pass(self, edges: Edges, own: set[int]) -> None:
+    def gc_pass(self, edges: Edges, own: set[int], budget: Budget) -> None:
         """Number every GC-tracked object not reached yet and link it under "(gc objects)" (the last
         synthetic node, so its edges come last among theirs). ``gc.get_objects()`` is one C call (~40 ms
         for a million objects); the list is then consumed from its end a batch at a time."""
@@ -109,6 +110,7 @@ class Roots:
         start = w.ords.count
         with census.every_object() as objs:
             own.add(id(objs))
+            budget.charge(len(objs) * 8)  # the list, while it is consumed
             while objs:
                 time.sleep(0)  # first of all: the host's threads waited through get_objects()
                 part = objs[-10_000:]
@@ -117,6 +119,7 @@ class Roots:
                 if fresh:
                     w.ords.lookup(list(compress(fresh, map(not_, map(own.__contains__, map(id, fresh))))))
                 del part
+                budget.charge(0)  # the numbering grows the tables: measured now and then
         found = w.ords.count - start
         edges[0].extend(element_labels(0, found))
         edges[1].extend(range(start * NODE_FIELDS, (start + found) * NODE_FIELDS, NODE_FIELDS))

@@ -24,6 +24,10 @@ Runs on the dump worker (or a REPL session thread) while the host keeps running:
 ``CHUNK`` objects or ``REFS_STEP`` references of C work, the GIL is released between steps, and
 only the young generations are ever collected (once, at the start; see ``_run``). The heap changes
 meanwhile; the result is best effort.
+
+Memory: the walk charges its ``Budget`` per node and edge it records (``NODE_BYTES``, ``EDGE_BYTES``)
+and, as it goes, compares the process's measured size with its size at the start; past the budget
+it stops with ``BudgetError`` and frees everything (see ``budget``).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from typing import Any
 
 from opsconsole.diagnostics import census
 from opsconsole.diagnostics import heapsnapshot_names as hn
+from opsconsole.diagnostics.budget import DEFAULT_LIMIT, Budget
 from opsconsole.diagnostics.heapsnapshot_edges import Edges, label
 from opsconsole.diagnostics.heapsnapshot_ids import Ordinals, reset_if_nearly_full
 from opsconsole.diagnostics.heapsnapshot_kinds import Kinds
@@ -51,6 +56,8 @@ from opsconsole.diagnostics.refchain_roots import gather_roots
 CHUNK = 1_000  # objects processed per step
 YIELD_EVERY = 0.002  # seconds of work between explicit GIL releases
 MAX_FRAMES = 10_000  # frame nodes under "(threads)" (synthetic ids stay below 65536)
+NODE_BYTES = 32  # kept per node: its four fields, its place in the object list, its table slot
+EDGE_BYTES = 8  # kept per edge: its label and its target
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,9 +147,11 @@ class _Walk(Kinds):
         self.node_edges.append(self.pending)
         return extra
 
-    def drain(self) -> None:
-        """Process every numbered node not processed yet, a chunk at a time, until none is left."""
+    def drain(self, budget: Budget) -> None:
+        """Process every numbered node not processed yet, a chunk at a time, until none is left.
+        Raises BudgetError when what the walk keeps would pass ``budget``."""
         done = len(self.node_label)
+        edges = len(self.edge_label) + len(self.buf_targets)
         ords = self.ords
         rested = time.perf_counter()
         while done < ords.count or self.buf_targets:
@@ -153,6 +162,9 @@ class _Walk(Kinds):
             chunk = ords.objects[start : start + CHUNK]
             self.process(chunk, done)
             done += len(chunk)
+            now_edges = len(self.edge_label) + len(self.buf_targets)
+            budget.charge(len(chunk) * NODE_BYTES + (now_edges - edges) * EDGE_BYTES)
+            edges = now_edges
             del chunk
             now = time.perf_counter()
             if now - rested > YIELD_EVERY:
@@ -162,19 +174,27 @@ class _Walk(Kinds):
 
 
 def walk(
-    *, full: bool = False, extra: tuple[tuple[str, object], ...] = (), exclude_threads: Collection[int] = ()
+    *,
+    full: bool = False,
+    extra: tuple[tuple[str, object], ...] = (),
+    exclude_threads: Collection[int] = (),
+    memory_budget: int = DEFAULT_LIMIT,
 ) -> Graph:
     """Walk the live heap. ``full``: str/bytes contents and every dict key in clear (default: redacted).
-    ``extra``: labelled roots such as the app's event loops. Dump worker or REPL thread."""
-    with census.working():  # this frame holds every object until the walk ends: refchain skips it
+    ``extra``: labelled roots such as the app's event loops. ``memory_budget``: bytes the walk may add
+    to the process (BudgetError past it). Dump worker or REPL thread."""
+    # this frame holds every object until the walk ends: refchain skips it
+    with census.working(), Budget("heap snapshot", memory_budget) as budget:
         w = _Walk(full)
         try:
-            return _run(w, extra, exclude_threads)
+            return _run(w, extra, exclude_threads, budget)
         finally:
             w.ords.close()
 
 
-def _run(w: _Walk, extra: tuple[tuple[str, object], ...], exclude_threads: Collection[int]) -> Graph:
+def _run(
+    w: _Walk, extra: tuple[tuple[str, object], ...], exclude_threads: Collection[int], budget: Budget
+) -> Graph:
     restarted = reset_if_nearly_full()
     roots = Roots(w, gather_roots(None, True, extra, exclude_threads), MAX_FRAMES)
     w.ords = Ordinals(roots.count, roots.ids)
@@ -186,9 +206,9 @@ def _run(w: _Walk, extra: tuple[tuple[str, object], ...], exclude_threads: Colle
     # allocates, so collections are rare and a dozen blocks are still young together.)
     gc.collect(1)
     synthetic = roots.seed()
-    w.drain()
-    roots.gc_pass(synthetic, _own_ids(w, roots))
-    w.drain()
+    w.drain(budget)
+    roots.gc_pass(synthetic, _own_ids(w, roots), budget)
+    w.drain(budget)
     return Graph(
         w.node_label,
         w.ords.ids,
@@ -214,6 +234,7 @@ def _own_ids(w: _Walk, roots: Roots) -> set[int]:
                 own.update(map(id, value.values()))  # Kind objects
     table = w.ords.table
     own.update(id(getattr(table, slot)) for slot in AddressTable.__slots__)
+    own.add(id(getattr(table.get, "__self__", None)))  # the fallback's dict (no slot of its own)
     own.update(id(kind.attrs) for kind in w.kinds.values())
     own.add(id(own))
     frame: FrameType | None = sys._getframe()

@@ -14,13 +14,17 @@ chain are labelled and summarised without running host code (see ``refchain_labe
 Roots, in this order: module globals (``sys.modules``), the local variables of every other thread's
 frames, and ``Roots.extra`` (e.g. the app's event loops). CPython 3.11 reports nothing through
 ``gc.get_referents`` for a frame that is executing, so a thread's locals can only be read with
-``frame.f_locals``; for a function frame that (re)fills a snapshot dict kept on the frame until it
-returns — the same thing a debugger or ``traceback`` with locals does. ``Roots(threads=False)``
-leaves thread frames out when that matters.
+``frame.f_locals``, copied once per frame. Up to 3.12 that (re)fills a snapshot dict kept on a
+function frame until it returns — the same thing a debugger or ``traceback`` with locals does; from
+3.13 on (PEP 667) it is a write-through proxy over the frame, and the copy leaves nothing on it.
+``Roots(threads=False)`` leaves thread frames out when that matters.
 
 The heap changes while we walk. The result is best effort: an object created during the walk may be
 missed, and if a link on the found chain is cut before it is traced back the answer is
 ``found=False`` with reason ``heap_changed``. Everything visited is kept alive until the call returns.
+
+Memory: the search may add at most ``memory_budget`` bytes to the process (see ``budget``); past
+that it stops with ``BudgetError`` and lets go of everything it held.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from opsconsole.diagnostics import census
+from opsconsole.diagnostics.budget import DEFAULT_LIMIT, Budget
 from opsconsole.diagnostics.census import type_name
 from opsconsole.diagnostics.refchain_labels import (
     TYPE_DICT,
@@ -94,7 +99,7 @@ class RefChain:
     visited: int
 
 
-def _resolve_type(name: str) -> type:
+def _resolve_type(name: str, budget: Budget) -> type:
     """A class from its ``type_name``: builtins, then a getattr-free walk from a loaded module, then the
     classes of live objects (finds ``<locals>`` classes). Never imports anything."""
     if _TYPE_NAME.fullmatch(name) is None:
@@ -115,24 +120,25 @@ def _resolve_type(name: str) -> type:
                 break
         if isinstance(obj, type) and type_name(obj) == name:
             return obj
-    for t in _live_types():
+    for t in _live_types(budget):
         if type_name(t) == name:
             return t
     raise NotFoundError(f"no live object of type {name}")
 
 
-def _live_types() -> set[type]:
+def _live_types(budget: Budget) -> set[type]:
     found: set[type] = set()
     with census.every_object() as objs:
+        budget.charge(len(objs) * 8)
         while objs:  # chunk by chunk: the GIL can change hands in between
             found.update(map(type, objs[-census.CHUNK :]))
             del objs[-census.CHUNK :]
     return found
 
 
-def _matcher(target: str | type | object) -> tuple[str, Match]:
+def _matcher(target: str | type | object, budget: Budget) -> tuple[str, Match]:
     if isinstance(target, str | type):
-        kind = _resolve_type(target) if isinstance(target, str) else target
+        kind = _resolve_type(target, budget) if isinstance(target, str) else target
 
         def by_type(new: list[object], _ids: set[int]) -> object | None:
             if kind in set(map(type, new)):
@@ -176,25 +182,35 @@ def refchain(
     max_depth: int = 40,
     time_limit: float = 5.0,
     exclude: Collection[int] = (),
+    memory_budget: int = DEFAULT_LIMIT,
 ) -> RefChain:
     """Shortest chain from a root to one instance of ``target`` (a ``type_name``, a class, or one object).
 
     ``exclude``: thread idents whose frames are not roots (added to ``roots.exclude_threads``); the
-    calling thread is always left out, so the search never finds itself. Dump worker or REPL thread.
+    calling thread is always left out, so the search never finds itself. ``memory_budget``: bytes the
+    search may add to the process (BudgetError past it). Dump worker or REPL thread.
     """
     if not 1 <= max_depth <= 1000:
         raise InvalidRequestError(f"max_depth must be between 1 and 1000, not {max_depth}")
     if not 0 < time_limit <= 600:
         raise InvalidRequestError(f"time_limit must be in (0, 600] seconds, not {time_limit}")
-    with census.working():  # _search's frame, holding every visited object, is gone when this ends
-        return _search(target, roots, max_depth, time_limit, frozenset(exclude) | roots.exclude_threads)
+    excluded = frozenset(exclude) | roots.exclude_threads
+    # _search's frame, holding every visited object, is gone when this block ends
+    with census.working(), Budget("refchain", memory_budget) as budget:
+        return _search(target, roots, max_depth, time_limit, excluded, budget=budget)
 
 
 def _search(
-    target: str | type | object, roots: Roots, max_depth: int, time_limit: float, exclude: frozenset[int]
+    target: str | type | object,
+    roots: Roots,
+    max_depth: int,
+    time_limit: float,
+    exclude: frozenset[int],
+    *,
+    budget: Budget,
 ) -> RefChain:
     started = time.monotonic()
-    name, match = _matcher(target)
+    name, match = _matcher(target, budget)
     root_set = gather_roots(roots.modules, roots.threads, roots.extra, exclude)
     # never walked: the search's own containers and this thread's frames
     own = [id(root_set), id(root_set.objects)]
@@ -212,7 +228,7 @@ def _search(
     del fresh
     levels: list[Level] = []
     try:
-        levels, hit, reason = walk(level, seen, match, max_depth, started + time_limit)
+        levels, hit, reason = walk(level, seen, match, max_depth, started + time_limit, budget=budget)
         visited = sum(len(batch) for done in levels for batch in done)
         if hit is None:
             return RefChain(name, False, reason, "", (), time.monotonic() - started, visited)

@@ -2,7 +2,8 @@
 
 Module globals (``sys.modules``), the local variables of every other thread's frames, then loose
 objects and the caller's extra roots. CPython 3.11 reports nothing through ``gc.get_referents`` for a
-frame that is executing, so a thread's locals are read with ``frame.f_locals``, once per frame. A
+frame that is executing, so a thread's locals are read with ``frame.f_locals``, copied once per frame
+(a plain dict up to 3.12, a write-through proxy from 3.13 on: only ever read, never written). A
 thread inside a census or reference search is left out: its locals hold lists of every object.
 """
 

@@ -7,20 +7,31 @@ may run long: a level is walked in chunks of ``STEP`` objects and their referent
 per object. Big builtin containers are read a slice at a time, the visited ids live in bounded,
 untracked shards and everything is released a batch at a time. No parent map is kept: each level's
 objects are, and ``parent_in`` traces the found chain back through them.
+
+The walk charges its ``Budget`` for every object it keeps (``VISITED_BYTES`` each: its id in a
+shard, its place in a level) and stops with ``BudgetError`` past it. An object with more than
+``REFS_STEP`` references is never asked for them in one call when it is a builtin container (it is
+read in slices); a subclass of one, or a deque, is weighed first (``Budget.ahead``), so no single
+call builds a list the budget cannot hold. Modules are read through ``referents`` (CPython gh-122695).
 """
 
 from __future__ import annotations
 
-import gc
 import time
+from collections import deque
 from collections.abc import Callable, Collection, Iterator
 from itertools import chain, compress, islice, repeat
 from operator import is_
+
+from opsconsole.diagnostics.budget import Budget
+from opsconsole.diagnostics.referents import referents as guarded_referents
 
 STEP = 1_000  # objects per gc.get_referents call: well under a millisecond of C work
 REFS_STEP = 10_000  # referents handled per batch of C calls (each a few ms at most)
 BATCH = 32  # objects per list a level is kept in (see Level)
 SEEN_CAP = 200_000  # ids per visited-set: growing one rehashes it in one C call (~10 ms at this size)
+VISITED_BYTES = 100  # what the walk keeps per object visited: its id in a shard, its place in a level
+REF_BYTES = 8  # a reference in a list of referents
 
 
 Match = Callable[[list[object], set[int]], object | None]
@@ -81,23 +92,49 @@ def batches(level: Level) -> Iterator[list[object]]:
 
 
 _BIG_KINDS = frozenset((list, tuple, dict, set, frozenset))  # exact types: len() runs no host code
+_SIZED = (list, tuple, dict, set, frozenset, deque)  # bases whose own C __len__ is read for a subclass
 
 
-def referents(chunk: list[object]) -> Iterator[list[object]]:
+def _length(obj: object) -> int:
+    """How many references ``obj`` holds as a container, through its builtin base's own C ``__len__``
+    (never a host override); 0 for anything else."""
+    for base in _SIZED:
+        if issubclass(type(obj), base):  # on the real class: isinstance could read a host __class__
+            return int(base.__len__(obj))  # type: ignore[arg-type]
+    return 0
+
+
+def _weigh(chunk: list[object], kinds: list[type], budget: Budget) -> None:
+    """``budget.ahead`` for each big container of the chunk that is not read in slices: a subclass of
+    a builtin container, or a deque. The classes are checked once each, not once per object."""
+    ids = list(map(id, kinds))
+    by_id = dict(zip(ids, kinds, strict=True))  # by id: hashing a class could run its metaclass's code
+    heavy = {i for i, k in by_id.items() if k not in _BIG_KINDS and issubclass(k, _SIZED)}
+    if heavy:
+        for obj in compress(chunk, map(heavy.__contains__, ids)):
+            n = _length(obj)
+            if n > REFS_STEP:
+                budget.ahead(2 * n * REF_BYTES)  # the list, and the walk's map of it by id
+
+
+def referents(chunk: list[object], budget: Budget | None = None) -> Iterator[list[object]]:
     """What ``gc.get_referents(*chunk)`` returns, in lists of at most about REFS_STEP objects. A big
     builtin container is read a slice at a time: one list of its million referents would be a long
-    C call to build, and a long pause for each young-generation collection while it lives."""
+    C call to build, and a long pause for each young-generation collection while it lives. A big
+    subclass of one, or a deque, is taken whole once ``budget`` says it can hold the list."""
     kinds = list(map(type, chunk))
     mask = list(map(_BIG_KINDS.__contains__, kinds))
     big: list[object] = []
     if any(mask):
         candidates = list(compress(chunk, mask))
         big = [c for c, n in zip(candidates, map(len, candidates), strict=True) if n > REFS_STEP]  # type: ignore[arg-type]
+    if budget is not None and not all(mask):
+        _weigh(chunk, kinds, budget)
     if not big:
-        yield gc.get_referents(*chunk)
+        yield guarded_referents(*chunk)
         return
     big_ids = set(map(id, big))
-    yield gc.get_referents(*(o for o in chunk if id(o) not in big_ids))
+    yield guarded_referents(*(o for o in chunk if id(o) not in big_ids))
     for container in big:
         yield from _items(container)
 
@@ -115,7 +152,7 @@ def _items(container: object) -> Iterator[list[object]]:
         while part := list(islice(it, REFS_STEP)):
             yield part
     except RuntimeError:  # the host resized it meanwhile: take it whole after all
-        yield gc.get_referents(container)
+        yield guarded_referents(container)
 
 
 def release(levels: list[Level]) -> None:
@@ -125,9 +162,10 @@ def release(levels: list[Level]) -> None:
 
 
 def walk(
-    level: Level, seen: Seen, match: Match, max_depth: int, deadline: float
+    level: Level, seen: Seen, match: Match, max_depth: int, deadline: float, *, budget: Budget
 ) -> tuple[list[Level], object | None, str]:
-    """Level by level from the roots until ``match`` hits. Returns every level (the hit's last)."""
+    """Level by level from the roots until ``match`` hits. Returns every level (the hit's last).
+    Raises BudgetError when what it keeps would pass ``budget``."""
     levels = [level]
     seen.add(levels)
     for chunk in batches(level):
@@ -141,11 +179,12 @@ def walk(
         levels.append(nxt)
         seen.add(nxt)
         for chunk in batches(level):
-            for part in referents(chunk):
+            for part in referents(chunk, budget):
                 if time.monotonic() > deadline:
                     return levels, None, "time_limit"
                 fresh = dict(zip(map(id, part), part, strict=True))
                 new_ids = seen.fresh(fresh.keys())
+                budget.charge(len(new_ids) * VISITED_BYTES)
                 if new_ids:
                     new = list(map(fresh.__getitem__, new_ids))
                     add_batches(nxt, new)

@@ -18,6 +18,7 @@ from typing import Literal, TypeVar
 from opsconsole.diagnostics import census as census_mod
 from opsconsole.diagnostics import gcstats, heap, process, profiler, refchain, threads
 from opsconsole.diagnostics import heapsnapshot as heapsnapshot_mod
+from opsconsole.diagnostics.budget import DEFAULT_LIMIT
 from opsconsole.diagnostics.heapdiff import HeapDiff
 from opsconsole.diagnostics.jobs import OneAtATime
 from opsconsole.diagnostics.leak_report import LeakReport
@@ -37,10 +38,17 @@ def own_thread_idents() -> frozenset[int]:
 
 
 class Diagnostics:
-    def __init__(self, *, dump_dir: Path, app_loops: Sequence[asyncio.AbstractEventLoop] = ()) -> None:
+    def __init__(
+        self,
+        *,
+        dump_dir: Path,
+        app_loops: Sequence[asyncio.AbstractEventLoop] = (),
+        memory_budget: int = DEFAULT_LIMIT,
+    ) -> None:
         self.app_loops = tuple(app_loops)
+        self.memory_budget = memory_budget  # bytes a whole-heap walk may add (BudgetError past it)
         self.jobs = OneAtATime()
-        self.growth_tracker = census_mod.GrowthTracker()
+        self.growth_tracker = census_mod.GrowthTracker(memory_budget=memory_budget)
         self.snapshots = SnapshotStore(dump_dir)
         self.gc_monitor = gcstats.GcPauseMonitor()
         self.leak_detector = LeakDetector()
@@ -96,7 +104,7 @@ class Diagnostics:
     # -- expensive: call through expensive() -------------------------------------------------
 
     def census(self, top: int = 30, *, sizes: bool = True) -> census_mod.Census:
-        return census_mod.census(top=top, sizes=sizes)
+        return census_mod.census(top=top, sizes=sizes, memory_budget=self.memory_budget)
 
     def baseline(self, name: str = "default") -> census_mod.Census:
         return self.growth_tracker.baseline(name)
@@ -109,7 +117,12 @@ class Diagnostics:
     ) -> refchain.RefChain:
         roots = refchain.Roots(extra=tuple((f"app loop {i}", loop) for i, loop in enumerate(self.app_loops)))
         return refchain.refchain(
-            target, roots=roots, max_depth=max_depth, time_limit=time_limit, exclude=own_thread_idents()
+            target,
+            roots=roots,
+            max_depth=max_depth,
+            time_limit=time_limit,
+            exclude=own_thread_idents(),
+            memory_budget=self.memory_budget,
         )
 
     def snapshot(self, name: str) -> SnapshotInfo:
@@ -140,7 +153,10 @@ class Diagnostics:
         iterates it (through expensive(): the dump worker), the console's own threads left out."""
         loops = tuple((f"app loop {i}", loop) for i, loop in enumerate(self.app_loops))
         return heapsnapshot_mod.HeapSnapshot(
-            contents=contents, extra_roots=loops, exclude_threads=own_thread_idents()
+            contents=contents,
+            extra_roots=loops,
+            exclude_threads=own_thread_idents(),
+            memory_budget=self.memory_budget,
         )
 
     def heapsnapshot_file(

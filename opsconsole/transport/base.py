@@ -26,6 +26,7 @@ from opsconsole.diagnostics.service import Diagnostics
 from opsconsole.errors import (
     AuditError,
     AuthError,
+    BudgetError,
     BusyError,
     DiagnosticsError,
     InvalidRequestError,
@@ -43,6 +44,7 @@ _DIAG_STATUS: dict[type, tuple[int, str]] = {
     InvalidRequestError: (400, "bad_request"),
     NotFoundError: (404, "not_found"),
     StateError: (409, "conflict"),
+    BudgetError: (507, "over_budget"),
 }
 
 # What a client sees per status; the log keeps the specific reason.
