@@ -28,8 +28,8 @@ from prompt_toolkit.application.current import create_app_session
 
 from opsconsole import log
 from opsconsole.errors import ConsoleError
+from opsconsole.repl import filter_cache, streams
 from opsconsole.repl import profile as profiles
-from opsconsole.repl import streams
 from opsconsole.repl.asciicast import CastRecorder
 from opsconsole.repl.interrupt import Interrupter, ReplInterrupt
 from opsconsole.repl.loop import SessionLoop
@@ -103,6 +103,7 @@ class ReplSession:
                     raise ConsoleError(f"cannot record the REPL session to {self._cast_path}: {exc}") from exc
                 self._output.record_to(self._recorder)
             streams.install()
+            filter_cache.install()  # before ptpython builds this session's filters
             self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
             self._thread.start()
 
