@@ -1,0 +1,357 @@
+"""No session outlives its door: REPL sessions opened, used and ended through the websocket and
+the SSH port, again and again, leave nothing of themselves in memory.
+
+What is left is counted on the heap itself (``gc.get_objects()`` after a full collection), never
+from the console's own bookkeeping: every object a session is made of, its namespace dict (found
+by a name each session defines), its threads and its recording's open file. Sessions end every
+way they can: the client closes, the operator types ``exit()`` or Ctrl-D, the connection drops,
+the login is logged out or expires, an SSH shell idles out. Lines that fail (``sys.last_*``),
+Tab completions (jedi, executor threads) and plain lines are run on the way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import gc
+import os
+import threading
+import time
+import weakref
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import paramiko
+import pytest
+from prompt_toolkit.application import Application
+from prompt_toolkit.filters import Condition, is_done
+
+from opsconsole.console import Console
+from opsconsole.repl import filter_cache
+from opsconsole.repl.asciicast import CastRecorder
+from opsconsole.repl.interrupt import Interrupter
+from opsconsole.repl.keyboard import Keyboard
+from opsconsole.repl.loop import ContextExecutor, SessionLoop
+from opsconsole.repl.output import SessionOutput
+from opsconsole.repl.session import ReplSession
+from opsconsole.repl.shell import OpsRepl
+from opsconsole.repl.stdin import LineReader
+from opsconsole.repl.terminal import TerminalBridge
+from opsconsole.transport import ssh
+from opsconsole.transport.ssh_shell import ShellChannel
+from opsconsole.transport.terminal import TerminalHandler
+from tests.conftest import console_settings
+from tests.ssh_client import both_factors, open_shell, paramiko_client
+from tests.support import FakeClock, Operator, call, login_token, rss
+from tests.terminal_client import Term
+
+PROMPT = r">>> ?$"
+PROBE = "churn_probe"  # a name every session defines: it finds the session's namespace on the heap
+WARM_UP = 5
+RSS_SLACK = 8 * 1024 * 1024
+PER_SESSION: tuple[type, ...] = (
+    ReplSession,
+    OpsRepl,
+    Application,
+    TerminalBridge,
+    Keyboard,
+    SessionOutput,
+    LineReader,
+    Interrupter,
+    SessionLoop,
+    ContextExecutor,
+    CastRecorder,
+    TerminalHandler,
+    ShellChannel,
+    ssh._Transport,  # the server side of an SSH connection (the test's client is a plain Transport)
+)
+# session, executor, interrupt-timer, SSH reader and SSH transport threads (not "opsconsole-ssh",
+# the accept thread, which lives as long as the console)
+THREAD_PREFIXES = ("opsconsole-repl-", "opsconsole-ssh-")
+
+
+@pytest.fixture
+def churn_console(tmp_path: Path, keys_dir: Path, clock: FakeClock) -> Iterator[Console]:
+    """Both doors on one console: the websocket and the SSH port."""
+    c = Console(console_settings(tmp_path, keys_dir, ssh_port=0), clock=clock).start()
+    yield c
+    c.stop()
+
+
+# -- counting what is left --------------------------------------------------------------------------
+
+
+def _session_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith(THREAD_PREFIXES)]
+
+
+def _open_casts(console: Console) -> list[str]:
+    casts = str(console.settings.state_dir / "casts")
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue  # the fd listing itself, closed meanwhile
+        if target.startswith(casts):
+            found.append(target)
+    return found
+
+
+def leftovers(console: Console) -> Counter[str]:
+    """What is left of REPL sessions after a full collection, by kind (empty: nothing)."""
+    gc.collect()
+    left: Counter[str] = Counter()
+    for obj in gc.get_objects():
+        if isinstance(obj, PER_SESSION):
+            left[type(obj).__qualname__] += 1
+        elif type(obj) is dict and PROBE in obj:
+            left["namespace dict"] += 1
+    left.update(f"thread {t.name}" for t in _session_threads())
+    left.update(f"open recording {path}" for path in _open_casts(console))
+    return left
+
+
+def _join_session_threads(deadline: float) -> None:
+    # A function of its own: a loop variable left in settle()'s frame would keep the last
+    # thread, and through its target the session's objects, alive.
+    for thread in _session_threads():
+        if thread.ident is not None:  # one being started right now: the next round joins it
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def settle(console: Console, token: str | None = None, timeout: float = 30.0) -> Counter[str]:
+    """Wait until nothing of any session is left, or the deadline; returns what is left.
+
+    Waits on what teardown runs on: the session threads (joined), then the console's IO loop
+    (a request served there means every callback queued before it has run).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        _join_session_threads(deadline)
+        if token is not None:
+            status, _ = call(console.url, "GET", "/ops/whoami", token=token)
+            assert status == 200
+        left = leftovers(console)
+        if not left or time.monotonic() >= deadline:
+            return left
+
+
+def held_rss() -> int:
+    """RSS once glibc has handed back the free pages of its heaps (``malloc_trim``).
+
+    Each thread allocates from one of up to 8 × cores glibc arenas, and an arena keeps the free
+    memory of the biggest session it has hosted: after five sessions not every arena has had
+    its turn, and raw RSS creeps up to a plateau that says where threads landed, not what the
+    sessions keep. Trimmed, RSS is what the process holds (objects plus fragmentation).
+    """
+    with contextlib.suppress(AttributeError, OSError):  # not glibc: raw RSS
+        ctypes.CDLL(None).malloc_trim(0)
+    return rss()
+
+
+# -- one session through each door --------------------------------------------------------------
+
+
+async def _tab_complete(term: Term, i: int) -> None:
+    # jedi on the session's executor thread; the one name it can complete is the probe
+    start = len(term.text)
+    await term.send(PROBE[:-2] + "\t")
+    await term.expect(PROBE[:-2] + r"(?:.|\n)*" + PROBE[-2:], start=start)  # "be" drawn in after it
+    await term.run("", rf"^{i}$")
+
+
+async def ws_cycle(console: Console, token: str, i: int) -> None:
+    """Open a terminal, run a line or a few, and end it in one of four ways (by ``i``)."""
+    term = await Term.open(console.url, token)
+    await term.expect(PROMPT)
+    await term.run(f"{PROBE} = {i}", PROMPT)
+    if i % 3 == 1:
+        await term.run("1/0", r"ZeroDivisionError")  # sets the process-wide sys.last_*
+    if i % 5 == 2:
+        await _tab_complete(term, i)
+    ending = i % 4
+    if ending == 0:
+        await term.close()  # the client's close frame
+    elif ending == 1:
+        await term.send("exit()\r")  # the REPL ends; the server closes
+        assert await term.closed() == 1000
+    elif ending == 2:
+        await term.send("\x04")  # Ctrl-D at an empty prompt
+        assert await term.closed() == 1000
+    else:
+        term.conn.stream.close()  # the connection drops: no close frame
+        assert await term.closed() is None  # what was in flight, then the end; no close code
+
+
+def _read_until(channel: paramiko.Channel, marker: bytes, seen: bytes = b"") -> bytes:
+    deadline = time.monotonic() + 15
+    while marker not in seen:
+        assert time.monotonic() < deadline, seen[-500:]
+        data = channel.recv(65536)
+        assert data, f"closed before {marker!r}: {seen[-500:]!r}"
+        seen += data
+    return seen
+
+
+def ssh_cycle(console: Console, op: Operator, clock: FakeClock, i: int) -> None:
+    """Log in, open a shell, run a line or two, and end it in one of three ways (by ``i``)."""
+    clock.advance(30)  # each TOTP step logs a user in once
+    transport, channel = open_shell(console, op, clock)
+    try:
+        channel.sendall(f"{PROBE} = {i}; print('ran', {PROBE} * 2)\r".encode())
+        _read_until(channel, f"ran {i * 2}".encode())
+        if i % 3 == 1:
+            channel.sendall(b"1/0\r")
+            _read_until(channel, b"ZeroDivisionError")
+        ending = i % 3
+        if ending in {0, 1}:
+            channel.sendall(b"\x04" if ending == 0 else b"exit()\r")
+            deadline = time.monotonic() + 15
+            while not channel.exit_status_ready():
+                assert time.monotonic() < deadline, "the shell did not end"
+                channel.recv(65536)
+            assert channel.recv_exit_status() == 0
+    finally:
+        transport.close()  # ending 2: the connection drops with the shell open
+
+
+# -- the prompt_toolkit caches that kept every session ---------------------------------------------
+
+
+def test_filter_combinations_keep_no_operand_alive() -> None:
+    # If this fails, the installed prompt_toolkit changed how Filter caches its combinations:
+    # "not_needed" means it no longer keeps them (opsconsole.repl.filter_cache can go),
+    # "unsupported" means it keeps them some other way (every closed session leaks again).
+    assert filter_cache.install() == "installed"
+    assert not filter_cache.combination_keeps_operand()
+    # the exact chain of the report: is_done → _invert_result → _and_cache → a session's filter
+    session_filter = Condition(lambda: True)
+    ref = weakref.ref(session_filter)
+    combined = ~is_done & session_filter
+    also = is_done | session_filter
+    del combined, also, session_filter
+    assert ref() is None
+
+
+def test_filter_combinations_still_combine() -> None:
+    filter_cache.install()
+    yes, no = Condition(lambda: True), Condition(lambda: False)
+    assert (yes & ~no)() and (no | yes)() and not (yes & no)() and not (no | ~yes)()
+    assert (yes & no).filters == [yes, no]  # type: ignore[attr-defined]
+
+
+# -- the observation and the churn ---------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_obs1_closed_terminal_does_not_stay_in_memory(
+    churn_console: Console, operators: dict[str, Operator], clock: FakeClock
+) -> None:
+    # As reported: open a terminal (web, then SSH), run one line, close it; ten times each.
+    alice = operators["alice"]
+    token = login_token(churn_console.url, alice, clock())
+    for i in range(10):
+        term = await Term.open(churn_console.url, token)
+        await term.expect(PROMPT)
+        await term.run(f"{PROBE} = {i}", PROMPT)
+        await term.close()
+    assert settle(churn_console, token) == Counter()
+    for i in range(10):
+        clock.advance(30)  # each TOTP step logs a user in once
+        transport, channel = open_shell(churn_console, alice, clock)
+        channel.sendall(f"{PROBE} = {i}; print('ran', {PROBE} * 2)\r".encode())
+        _read_until(channel, f"ran {i * 2}".encode())
+        transport.close()
+    assert settle(churn_console, token) == Counter()
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio
+async def test_fifty_websocket_sessions_leave_nothing_and_rss_stays_flat(
+    churn_console: Console, operators: dict[str, Operator], clock: FakeClock
+) -> None:
+    token = login_token(churn_console.url, operators["alice"], clock())
+    for i in range(WARM_UP):
+        await ws_cycle(churn_console, token, i)
+    assert settle(churn_console, token) == Counter()
+    warm = held_rss()
+    for i in range(WARM_UP, 50):
+        await ws_cycle(churn_console, token, i)
+    assert settle(churn_console, token) == Counter()
+    grown = held_rss() - warm
+    assert grown < RSS_SLACK, f"RSS grew {grown / 2**20:.1f} MiB over {50 - WARM_UP} sessions"
+
+
+@pytest.mark.slow
+def test_twenty_ssh_sessions_leave_nothing_and_rss_stays_flat(
+    churn_console: Console, operators: dict[str, Operator], clock: FakeClock
+) -> None:
+    alice = operators["alice"]
+    for i in range(WARM_UP):
+        ssh_cycle(churn_console, alice, clock, i)
+    assert settle(churn_console) == Counter()
+    warm = held_rss()
+    for i in range(WARM_UP, 20):
+        ssh_cycle(churn_console, alice, clock, i)
+    assert settle(churn_console) == Counter()
+    grown = held_rss() - warm
+    assert grown < RSS_SLACK, f"RSS grew {grown / 2**20:.1f} MiB over {20 - WARM_UP} sessions"
+
+
+# -- logout and expiry end the session too ----------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_logout_and_expiry_end_the_terminal_and_free_its_session(
+    churn_console: Console, operators: dict[str, Operator], clock: FakeClock
+) -> None:
+    alice = operators["alice"]
+    token = login_token(churn_console.url, alice, clock())
+    term = await Term.open(churn_console.url, token)
+    await term.expect(PROMPT)
+    await term.run(f"{PROBE} = 'logout'", PROMPT)
+    status, _ = await asyncio.get_running_loop().run_in_executor(
+        None, lambda: call(churn_console.url, "POST", "/ops/auth/logout", {}, token=token)
+    )
+    assert status == 200
+    assert await term.closed() == 1008
+    assert settle(churn_console) == Counter()
+
+    clock.advance(30)
+    token = login_token(churn_console.url, alice, clock())
+    term = await Term.open(churn_console.url, token)
+    await term.expect(PROMPT)
+    await term.run(f"{PROBE} = 'expiry'", PROMPT)
+    clock.advance(churn_console.settings.session_idle_timeout + 60)
+    assert await term.closed() == 1008
+    assert settle(churn_console) == Counter()
+
+
+def test_an_idle_ssh_shell_ends_and_frees_its_session(
+    tmp_path: Path, keys_dir: Path, clock: FakeClock, operators: dict[str, Operator]
+) -> None:
+    console = Console(console_settings(tmp_path, keys_dir, ssh_port=0, session_idle_timeout=1), clock=clock)
+    console.start()
+    try:
+        alice = operators["alice"]
+        transport = paramiko_client(console)
+        try:
+            both_factors(transport, alice, alice.code(clock()))
+            channel = transport.open_session(timeout=5)
+            channel.get_pty(width=100, height=30)
+            channel.invoke_shell()  # and never a keystroke: on a slow machine, maybe not even a prompt
+            channel.settimeout(15)  # a shell that never ends fails the test instead of hanging it
+            seen = b""
+            deadline = time.monotonic() + 15
+            while data := channel.recv(65536):
+                assert time.monotonic() < deadline, seen[-500:]
+                seen += data
+            assert b"session closed: no input for 1 s" in seen
+        finally:
+            transport.close()
+        assert settle(console) == Counter()
+    finally:
+        console.stop()
