@@ -23,7 +23,6 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-import paramiko
 import pytest
 from prompt_toolkit.application import Application
 from prompt_toolkit.filters import Condition, is_done
@@ -43,12 +42,11 @@ from opsconsole.transport import ssh
 from opsconsole.transport.ssh_shell import ShellChannel
 from opsconsole.transport.terminal import TerminalHandler
 from tests.conftest import console_settings
+from tests.session_cycles import PROBE, PROMPT, read_until, ssh_cycle, ws_cycle
 from tests.ssh_client import both_factors, open_shell, paramiko_client
 from tests.support import FakeClock, Operator, call, login_token, rss
 from tests.terminal_client import Term
 
-PROMPT = r">>> ?$"
-PROBE = "churn_probe"  # a name every session defines: it finds the session's namespace on the heap
 WARM_UP = 5
 RSS_SLACK = 8 * 1024 * 1024
 PER_SESSION: tuple[type, ...] = (
@@ -152,72 +150,6 @@ def held_rss() -> int:
     return rss()
 
 
-# -- one session through each door --------------------------------------------------------------
-
-
-async def _tab_complete(term: Term, i: int) -> None:
-    # jedi on the session's executor thread; the one name it can complete is the probe
-    start = len(term.text)
-    await term.send(PROBE[:-2] + "\t")
-    await term.expect(PROBE[:-2] + r"(?:.|\n)*" + PROBE[-2:], start=start)  # "be" drawn in after it
-    await term.run("", rf"^{i}$")
-
-
-async def ws_cycle(console: Console, token: str, i: int) -> None:
-    """Open a terminal, run a line or a few, and end it in one of four ways (by ``i``)."""
-    term = await Term.open(console.url, token)
-    await term.expect(PROMPT)
-    await term.run(f"{PROBE} = {i}", PROMPT)
-    if i % 3 == 1:
-        await term.run("1/0", r"ZeroDivisionError")  # sets the process-wide sys.last_*
-    if i % 5 == 2:
-        await _tab_complete(term, i)
-    ending = i % 4
-    if ending == 0:
-        await term.close()  # the client's close frame
-    elif ending == 1:
-        await term.send("exit()\r")  # the REPL ends; the server closes
-        assert await term.closed() == 1000
-    elif ending == 2:
-        await term.send("\x04")  # Ctrl-D at an empty prompt
-        assert await term.closed() == 1000
-    else:
-        term.conn.stream.close()  # the connection drops: no close frame
-        assert await term.closed() is None  # what was in flight, then the end; no close code
-
-
-def _read_until(channel: paramiko.Channel, marker: bytes, seen: bytes = b"") -> bytes:
-    deadline = time.monotonic() + 15
-    while marker not in seen:
-        assert time.monotonic() < deadline, seen[-500:]
-        data = channel.recv(65536)
-        assert data, f"closed before {marker!r}: {seen[-500:]!r}"
-        seen += data
-    return seen
-
-
-def ssh_cycle(console: Console, op: Operator, clock: FakeClock, i: int) -> None:
-    """Log in, open a shell, run a line or two, and end it in one of three ways (by ``i``)."""
-    clock.advance(30)  # each TOTP step logs a user in once
-    transport, channel = open_shell(console, op, clock)
-    try:
-        channel.sendall(f"{PROBE} = {i}; print('ran', {PROBE} * 2)\r".encode())
-        _read_until(channel, f"ran {i * 2}".encode())
-        if i % 3 == 1:
-            channel.sendall(b"1/0\r")
-            _read_until(channel, b"ZeroDivisionError")
-        ending = i % 3
-        if ending in {0, 1}:
-            channel.sendall(b"\x04" if ending == 0 else b"exit()\r")
-            deadline = time.monotonic() + 15
-            while not channel.exit_status_ready():
-                assert time.monotonic() < deadline, "the shell did not end"
-                channel.recv(65536)
-            assert channel.recv_exit_status() == 0
-    finally:
-        transport.close()  # ending 2: the connection drops with the shell open
-
-
 # -- the prompt_toolkit caches that kept every session ---------------------------------------------
 
 
@@ -263,7 +195,7 @@ async def test_obs1_closed_terminal_does_not_stay_in_memory(
         clock.advance(30)  # each TOTP step logs a user in once
         transport, channel = open_shell(churn_console, alice, clock)
         channel.sendall(f"{PROBE} = {i}; print('ran', {PROBE} * 2)\r".encode())
-        _read_until(channel, f"ran {i * 2}".encode())
+        read_until(channel, f"ran {i * 2}".encode())
         transport.close()
     assert settle(churn_console, token) == Counter()
 
@@ -275,11 +207,11 @@ async def test_fifty_websocket_sessions_leave_nothing_and_rss_stays_flat(
 ) -> None:
     token = login_token(churn_console.url, operators["alice"], clock())
     for i in range(WARM_UP):
-        await ws_cycle(churn_console, token, i)
+        await ws_cycle(churn_console.url, token, i)
     assert settle(churn_console, token) == Counter()
     warm = held_rss()
     for i in range(WARM_UP, 50):
-        await ws_cycle(churn_console, token, i)
+        await ws_cycle(churn_console.url, token, i)
     assert settle(churn_console, token) == Counter()
     grown = held_rss() - warm
     assert grown < RSS_SLACK, f"RSS grew {grown / 2**20:.1f} MiB over {50 - WARM_UP} sessions"
