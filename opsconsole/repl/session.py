@@ -10,6 +10,13 @@ Where typed text goes: while the prompt is shown, into the terminal's keyboard q
 Ctrl-C then interrupts the eval instead (see ``interrupt``). Text typed before an eval ends and
 never read becomes type-ahead for the next prompt, as in a terminal.
 
+Nothing of a session outlives it: once its thread has ended, its REPL, prompt_toolkit
+application, namespace, loop, executor, streams and recording are reachable from nowhere
+(``tests/test_session_churn.py`` counts them on the heap). What used to keep them, cut where it
+was made: prompt_toolkit's filter combinations cached on process-wide filters
+(``filter_cache``), its process-wide type-ahead dict (``keyboard``), and ``sys.last_*`` after an
+error (``shell``). Being cyclic, a session's objects are freed by the next full collection.
+
 Known limits: an eval blocked in a C call (``time.sleep(1e6)``, a lock, a socket read) cannot
 be interrupted, and then ``close`` cannot end the thread either — it ends (and ``on_close`` is
 called) when that call returns. Output written by file descriptor or from threads the operator
