@@ -10,6 +10,10 @@
 2. SSH, with a paramiko client, against a console in this process: a TOTP step logs a user in
    once, so hundreds of SSH logins need the injected clock the tests use. RSS is this process's
    (the paramiko client's share included).
+3. Side by side: 50 websocket sessions against a console in a child process, with the cut of
+   ``opsconsole.repl.filter_cache`` (prompt_toolkit's filter caches) and without it (prompt_toolkit
+   as shipped: what the issue measured), rounds alternating, medians and their ratio. The cut is
+   process-wide and for good, hence a child process per round.
 
 Marks start after 5 warm-up sessions (imports, jedi's caches). Each line: sessions so far, live
 ReplSession, RSS, held RSS, the held growth of the last 100 and its ratio to the first 100's
@@ -24,8 +28,11 @@ import asyncio
 import contextlib
 import ctypes
 import gc
+import json
 import logging
 import re
+import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -39,7 +46,7 @@ from opsconsole.repl.session import ReplSession
 from tests.conftest import console_settings
 from tests.demo_process import run_demo
 from tests.session_cycles import PROMPT, ssh_cycle, ws_cycle
-from tests.support import FakeClock, Operator, keygen, rss, write_keys_dir
+from tests.support import FakeClock, Operator, keygen, login_token, rss, write_keys_dir
 from tests.terminal_client import Term
 
 STEP = 100
@@ -129,7 +136,7 @@ def held_here() -> int:
     return rss()
 
 
-def ssh_mark(sessions: int) -> Mark:
+def local_mark(sessions: int) -> Mark:
     for thread in threading.enumerate():  # the last session may still be ending
         if thread.name.startswith(SESSION_THREADS) and thread.ident is not None:
             thread.join(10)
@@ -150,15 +157,72 @@ def ssh(total: int) -> list[Mark]:
         try:
             for i in range(WARM_UP):
                 ssh_cycle(console, op, clock, i)
-            marks = [ssh_mark(WARM_UP)]
+            marks = [local_mark(WARM_UP)]
             for i in range(WARM_UP, total + WARM_UP):
                 ssh_cycle(console, op, clock, i)
                 if (i + 1 - WARM_UP) % STEP == 0:
-                    marks.append(ssh_mark(i + 1))
+                    marks.append(local_mark(i + 1))
                     print(f"  SSH: {i + 1} sessions", file=sys.stderr)
             return marks
         finally:
             console.stop()
+
+
+# -- with and without the filter-cache cut, side by side -------------------------------------------
+
+SIDE_SESSIONS = 50
+ROUNDS = 2
+
+
+async def child_round(cut: bool) -> None:
+    """One round in this (child) process: held growth per session and what is left, as JSON."""
+    if not cut:
+        from opsconsole.repl import filter_cache
+
+        filter_cache.install = lambda: "not_needed"  # prompt_toolkit as shipped
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        op = Operator("alice", "operator", keygen(root / "alice"))
+        write_keys_dir(root / "keys", [op])
+        clock = FakeClock()
+        console = Console(console_settings(root, root / "keys"), clock=clock).start()
+        try:
+            token = login_token(console.url, op, clock())
+            for i in range(WARM_UP):
+                await ws_cycle(console.url, token, i)
+            before = local_mark(WARM_UP)
+            for i in range(WARM_UP, WARM_UP + SIDE_SESSIONS):
+                await ws_cycle(console.url, token, i)
+            after = local_mark(WARM_UP + SIDE_SESSIONS)
+        finally:
+            console.stop()
+    per = (after.held - before.held) / SIDE_SESSIONS
+    print(json.dumps({"per_session": per, "live": after.live}))
+
+
+def side_by_side() -> None:
+    results: dict[bool, list[dict[str, float]]] = {True: [], False: []}
+    for _ in range(ROUNDS):
+        for cut in (False, True):
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", "cut" if cut else "as-shipped"],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=600,
+            )
+            results[cut].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    print(
+        f"\n{SIDE_SESSIONS} websocket sessions after {WARM_UP} warm-up ones, console in a child process, "
+        f"{ROUNDS} rounds each"
+    )
+    medians = {}
+    for cut, label in ((False, "prompt_toolkit as shipped"), (True, "with the filter-cache cut")):
+        medians[cut] = statistics.median(r["per_session"] for r in results[cut])
+        live = max(int(r["live"]) for r in results[cut])
+        print(f"  {label:<27} held +{medians[cut] / 1024:8.1f} KiB per session, live ReplSession {live}")
+    if medians[True] > 0:
+        print(f"  ratio as shipped / cut: {medians[False] / medians[True]:.0f}x")
 
 
 def main() -> None:
@@ -168,10 +232,14 @@ def main() -> None:
     args = [int(a) for a in sys.argv[1:3] if re.fullmatch(r"\d+", a)]
     ws_total = args[0] if args else 500
     ssh_total = args[1] if len(args) > 1 else 200
+    if sys.argv[1:2] == ["--child"]:
+        asyncio.run(child_round(sys.argv[2] == "cut"))
+        return
     ws_marks = asyncio.run(websocket(ws_total))
     ssh_marks = ssh(ssh_total)
     report("websocket (demo process; asyncio client from tests/terminal_client.py)", ws_marks)
     report("SSH (console in this process; paramiko client)", ssh_marks)
+    side_by_side()
 
 
 if __name__ == "__main__":
