@@ -138,19 +138,12 @@ def paramiko_client(console: Console) -> paramiko.Transport:
     return transport
 
 
-def both_factors(transport: paramiko.Transport, op: Operator, code: str) -> None:
-    """Log in the order OpenSSH uses: publickey (partial success), then keyboard-interactive."""
-    # paramiko returns the methods left after a partial success
-    assert transport.auth_publickey(op.user, paramiko.PKey.from_path(op.key)) == ["keyboard-interactive"]
-    transport.auth_interactive(op.user, totp_answer(code))
-
-
 def open_shell(
     console: Console, op: Operator, clock: FakeClock
 ) -> tuple[paramiko.Transport, paramiko.Channel]:
     """A logged-in paramiko connection with a pty shell whose first prompt has been read."""
     transport = paramiko_client(console)
-    both_factors(transport, op, op.code(clock()))
+    both_factors(transport, op.user, op.key, op.code(clock()))
     channel = transport.open_session(timeout=5)
     channel.get_pty(width=100, height=30)
     channel.invoke_shell()

@@ -271,7 +271,7 @@ def test_an_idle_ssh_shell_ends_and_frees_its_session(
         alice = operators["alice"]
         transport = paramiko_client(console)
         try:
-            both_factors(transport, alice, alice.code(clock()))
+            both_factors(transport, alice.user, alice.key, alice.code(clock()))
             channel = transport.open_session(timeout=5)
             channel.get_pty(width=100, height=30)
             channel.invoke_shell()  # and never a keystroke: on a slow machine, maybe not even a prompt

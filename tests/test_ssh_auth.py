@@ -20,7 +20,6 @@ from opsconsole.errors import ConsoleError, InsecureFileError
 from opsconsole.transport import ssh_hostkey
 from tests.conftest import console_settings
 from tests.ssh_client import Impostor, paramiko_client, totp_answer
-from tests.ssh_client import both_factors as _both_factors
 from tests.ssh_client import open_shell as _shell
 from tests.support import FakeClock, Operator, audit_events, repl_sessions_ended
 
@@ -46,6 +45,13 @@ def _events(console: Console, name: str) -> list[dict[str, Any]]:
 
 def _reasons(console: Console) -> list[str]:
     return [str(e["fields"].get("reason")) for e in audit_events(console.settings.audit_path)]
+
+
+def _both_factors(transport: paramiko.Transport, op: Operator, code: str) -> None:
+    # the order OpenSSH uses: publickey (partial success), then keyboard-interactive
+    # paramiko returns the methods left after a partial success
+    assert transport.auth_publickey(op.user, _key(op)) == ["keyboard-interactive"]
+    transport.auth_interactive(op.user, totp_answer(code))
 
 
 def test_off_by_default(tmp_path: Path, keys_dir: Path, clock: FakeClock) -> None:
