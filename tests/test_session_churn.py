@@ -98,16 +98,33 @@ def _open_casts(console: Console) -> list[str]:
     return found
 
 
-def leftovers(console: Console) -> Counter[str]:
-    """What is left of REPL sessions after a full collection, by kind (empty: nothing)."""
+# What was alive before the test began (left by another test of this process, whose finding it
+# is): set aside, and held so that no object of this test can take one of their ids.
+_earlier: list[object] = []
+
+
+def _of_a_session(obj: object) -> bool:
+    return isinstance(obj, PER_SESSION) or (type(obj) is dict and PROBE in obj)
+
+
+@pytest.fixture(autouse=True)
+def _set_aside_earlier_sessions() -> Iterator[None]:
     gc.collect()
+    _earlier[:] = [o for o in gc.get_objects() if _of_a_session(o)] + _session_threads()
+    yield
+    _earlier.clear()
+
+
+def leftovers(console: Console) -> Counter[str]:
+    """What is left of this test's REPL sessions after a full collection, by kind (empty: nothing)."""
+    gc.collect()
+    earlier = {id(o) for o in _earlier}
     left: Counter[str] = Counter()
     for obj in gc.get_objects():
-        if isinstance(obj, PER_SESSION):
-            left[type(obj).__qualname__] += 1
-        elif type(obj) is dict and PROBE in obj:
-            left["namespace dict"] += 1
-    left.update(f"thread {t.name}" for t in _session_threads())
+        if id(obj) in earlier or not _of_a_session(obj):
+            continue
+        left["namespace dict" if type(obj) is dict else type(obj).__qualname__] += 1
+    left.update(f"thread {t.name}" for t in _session_threads() if id(t) not in earlier)
     left.update(f"open recording {path}" for path in _open_casts(console))
     return left
 
