@@ -304,3 +304,21 @@ def test_an_idle_ssh_shell_ends_and_frees_its_session(
         assert settle(console) == Counter()
     finally:
         console.stop()
+
+
+@pytest.mark.asyncio
+async def test_stopping_the_console_frees_an_open_terminal(
+    tmp_path: Path, keys_dir: Path, clock: FakeClock, operators: dict[str, Operator]
+) -> None:
+    # The console stops while a terminal is still connected: the handler's pending task must not
+    # stay in Tornado's process-wide IOLoop._pending_tasks with the session.
+    console = Console(console_settings(tmp_path, keys_dir), clock=clock).start()
+    try:
+        token = login_token(console.url, operators["alice"], clock())
+        term = await Term.open(console.url, token)
+        await term.expect(PROMPT)
+        await term.run(f"{PROBE} = 'open at stop'", PROMPT)
+    finally:
+        await asyncio.get_running_loop().run_in_executor(None, console.stop)
+    await term.closed()
+    assert settle(console) == Counter()
