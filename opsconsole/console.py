@@ -44,6 +44,7 @@ from opsconsole.transport.ssh import SshServer
 
 _log = log.get("console")
 START_TIMEOUT = 10.0
+STOP_GRACE = 2.0  # seconds for what is still running on the console loop to finish as it stops
 FLUSH_MS = 1000  # aggregated refusal lines and audit summaries are written within a second
 
 
@@ -233,6 +234,13 @@ class Console:
                 _log.exception("console thread crashed")
         finally:
             self._ready.set()
+            # Tasks still pending (an open terminal's handler) would stay in Tornado's
+            # process-wide IOLoop._pending_tasks, with their sessions, once the loop is closed.
+            pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for task in pending:
+                task.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.wait(pending, timeout=STOP_GRACE))
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 

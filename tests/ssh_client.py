@@ -19,6 +19,7 @@ import paramiko
 import pytest
 
 from opsconsole.console import Console
+from tests.support import FakeClock, Operator
 from tests.terminal_client import clean
 
 PROMPT = r">>>"
@@ -135,6 +136,23 @@ def paramiko_client(console: Console) -> paramiko.Transport:
     transport.start_client(timeout=10)
     assert transport.get_remote_server_key() == console.ssh.host_key
     return transport
+
+
+def open_shell(
+    console: Console, op: Operator, clock: FakeClock
+) -> tuple[paramiko.Transport, paramiko.Channel]:
+    """A logged-in paramiko connection with a pty shell whose first prompt has been read."""
+    transport = paramiko_client(console)
+    both_factors(transport, op.user, op.key, op.code(clock()))
+    channel = transport.open_session(timeout=5)
+    channel.get_pty(width=100, height=30)
+    channel.invoke_shell()
+    seen = b""
+    deadline = time.monotonic() + 15
+    while b">>>" not in seen:
+        assert time.monotonic() < deadline, seen[-500:]
+        seen += channel.recv(65536)
+    return transport, channel
 
 
 def totp_answer(code: str) -> Callable[[str, str, list[tuple[str, bool]]], list[str]]:

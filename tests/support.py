@@ -173,3 +173,11 @@ def browser_cookie(url: str, token: str) -> str:
     name, _, value = cookie.split(";")[0].partition("=")
     assert resp.status == 200 and name == "opsconsole_session" and value, (resp.status, cookie)
     return value
+
+
+def rss(pid: int | str = "self") -> int:
+    """Resident set size of a process in bytes (Linux ``/proc``)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for process {pid}")

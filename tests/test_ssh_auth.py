@@ -20,6 +20,7 @@ from opsconsole.errors import ConsoleError, InsecureFileError
 from opsconsole.transport import ssh_hostkey
 from tests.conftest import console_settings
 from tests.ssh_client import Impostor, paramiko_client, totp_answer
+from tests.ssh_client import open_shell as _shell
 from tests.support import FakeClock, Operator, audit_events, repl_sessions_ended
 
 
@@ -272,20 +273,6 @@ def test_a_taken_ssh_port_is_a_clear_error_and_nothing_is_left_running(
         assert again.ssh_port == port
     finally:
         again.stop()
-
-
-def _shell(console: Console, op: Operator, clock: FakeClock) -> tuple[paramiko.Transport, paramiko.Channel]:
-    transport = paramiko_client(console)
-    _both_factors(transport, op, op.code(clock()))
-    channel = transport.open_session(timeout=5)
-    channel.get_pty(width=100, height=30)
-    channel.invoke_shell()
-    seen = b""
-    deadline = time.monotonic() + 15
-    while b">>>" not in seen:
-        assert time.monotonic() < deadline, seen[-500:]
-        seen += channel.recv(65536)
-    return transport, channel
 
 
 def test_an_idle_shell_is_closed_like_an_idle_browser_session(

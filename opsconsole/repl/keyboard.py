@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
 
@@ -40,11 +42,44 @@ CHUNK = 4096  # characters parsed per read_keys(): a big paste is processed in s
 MAX_QUEUED = 32 * 1024 * 1024  # characters held for a session that does not read; more is dropped
 
 
+class _TypeaheadNames:
+    """Numbers for the keyboards' type-ahead keys, each reused once its keyboard is gone. Any thread.
+
+    prompt_toolkit keeps type-ahead in a process-wide dict under ``typeahead_hash()`` and never
+    deletes a key (clearing stores an empty list). A key per keyboard ever made would grow that
+    dict by one entry per session for good; reused numbers bound it by the most sessions open
+    at once.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._free: list[int] = []
+        self._next = 0
+
+    def take(self) -> int:
+        with self._lock:
+            if self._free:
+                return heapq.heappop(self._free)
+            self._next += 1
+            return self._next
+
+    def give(self, number: int) -> None:
+        with self._lock:
+            heapq.heappush(self._free, number)
+
+
+_NAMES = _TypeaheadNames()
+
+
 class Keyboard(Input):
     """Queued text in, parsed key presses out. ``feed``/``discard``/``close`` from any thread;
     everything prompt_toolkit calls runs on the session loop."""
 
     def __init__(self) -> None:
+        number = _NAMES.take()
+        self._typeahead_key = f"opsconsole-keyboard-{number}"
+        weakref.finalize(self, _NAMES.give, number).atexit = False
+        clear_typeahead(self)  # whatever a keyboard that held the number left behind
         self._lock = threading.Lock()
         self._queue: deque[str] = deque()
         self._queued = 0
@@ -140,9 +175,9 @@ class Keyboard(Input):
         raise NotImplementedError("a REPL session's keyboard is not a file")
 
     def typeahead_hash(self) -> str:
-        # prompt_toolkit keeps type-ahead in a process-wide dict under this key; forget() empties
-        # it at the end, so an id reused by a later keyboard starts empty and the dict stays small
-        return f"opsconsole-keyboard-{id(self)}"
+        # the key of this keyboard's type-ahead in prompt_toolkit's process-wide dict: unique
+        # among the keyboards alive, reused after (see _TypeaheadNames)
+        return self._typeahead_key
 
     def raw_mode(self) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext()

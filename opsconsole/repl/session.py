@@ -10,6 +10,13 @@ Where typed text goes: while the prompt is shown, into the terminal's keyboard q
 Ctrl-C then interrupts the eval instead (see ``interrupt``). Text typed before an eval ends and
 never read becomes type-ahead for the next prompt, as in a terminal.
 
+Nothing of a session outlives it: once its thread has ended, its REPL, prompt_toolkit
+application, namespace, loop, executor, streams and recording are reachable from nowhere
+(``tests/test_session_churn.py`` counts them on the heap). What used to keep them, cut where it
+was made: prompt_toolkit's filter combinations cached on process-wide filters
+(``filter_cache``), its process-wide type-ahead dict (``keyboard``), and ``sys.last_*`` after an
+error (``shell``). Being cyclic, a session's objects are freed by the next full collection.
+
 Known limits: an eval blocked in a C call (``time.sleep(1e6)``, a lock, a socket read) cannot
 be interrupted, and then ``close`` cannot end the thread either — it ends (and ``on_close`` is
 called) when that call returns. Output written by file descriptor or from threads the operator
@@ -28,8 +35,8 @@ from prompt_toolkit.application.current import create_app_session
 
 from opsconsole import log
 from opsconsole.errors import ConsoleError
+from opsconsole.repl import filter_cache, streams
 from opsconsole.repl import profile as profiles
-from opsconsole.repl import streams
 from opsconsole.repl.asciicast import CastRecorder
 from opsconsole.repl.interrupt import Interrupter, ReplInterrupt
 from opsconsole.repl.loop import SessionLoop
@@ -103,6 +110,7 @@ class ReplSession:
                     raise ConsoleError(f"cannot record the REPL session to {self._cast_path}: {exc}") from exc
                 self._output.record_to(self._recorder)
             streams.install()
+            filter_cache.install()  # before ptpython builds this session's filters
             self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
             self._thread.start()
 

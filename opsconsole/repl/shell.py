@@ -16,6 +16,7 @@ user's home), file history (history is in memory only), the pager, exit confirma
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import threading
 from collections.abc import Callable, Iterable
@@ -42,6 +43,8 @@ SHELL_REFUSED = (
     "shell escapes (!...) are disabled in the opsconsole REPL: they would run on the server. "
     "Use subprocess explicitly if you really mean it."
 )
+# sys.last_* are process-wide: one session sets them while another may be clearing its own
+_last_error_lock = threading.Lock()
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +115,7 @@ class OpsRepl(PythonRepl):
         self._interrupter = interrupter
         self._eval_finished = eval_finished
         self._closing = closing
+        self._last_error: BaseException | None = None
         self.completer = _OneCompletionAtATime(self.completer)
         self.enable_open_in_editor = False
         self.enable_system_bindings = False
@@ -132,6 +136,12 @@ class OpsRepl(PythonRepl):
 
     async def interact(self) -> None:
         """Read-eval-print until Ctrl-D, ``exit()``, ``sys.exit()`` or a closed input."""
+        try:
+            await self._interact()
+        finally:
+            self._forget_last_error()
+
+    async def _interact(self) -> None:
         self.app.output.set_title(self.terminal_title or "")
         self.app.output.flush()
         failures = 0
@@ -240,11 +250,25 @@ class OpsRepl(PythonRepl):
 
     def _show_exception(self, error: BaseException) -> None:
         # pdb.pm() looks here, as after an error in the standard REPL. These are process-wide
-        # (the last error of any session) and keep that eval's frames alive until the next one.
-        sys.last_type, sys.last_value, sys.last_traceback = type(error), error, error.__traceback__
+        # (the last error of any session) and keep that eval's frames alive until the next one,
+        # or until this session ends (_forget_last_error).
+        with _last_error_lock:
+            sys.last_type, sys.last_value, sys.last_traceback = type(error), error, error.__traceback__
+            self._last_error = error
         self._get_output_printer().display_exception(
             error, highlight=self.enable_syntax_highlighting, paginate=False
         )
+
+    def _forget_last_error(self) -> None:
+        # the session thread, as the session ends: the traceback's frames hold this REPL, its
+        # namespace and its session; the process-wide sys.last_* must not outlive them
+        with _last_error_lock:
+            error, self._last_error = self._last_error, None
+            if error is None or getattr(sys, "last_value", None) is not error:
+                return  # another session's error came later: it is theirs to clear
+            for name in ("last_type", "last_value", "last_traceback"):
+                with contextlib.suppress(AttributeError):
+                    delattr(sys, name)
 
     def _say(self, text: str) -> None:
         output = self.app.output

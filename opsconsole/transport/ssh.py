@@ -270,6 +270,9 @@ class SshServer:
         def ended() -> None:
             grace.cancel()
             self.admission.release(sock, "noauth")  # no-op once authenticated
+            # a finished connection must not keep its shells, and their REPL sessions, reachable
+            # from the server's list until the next accept
+            self._forget(transport)
 
         transport.ended = ended
 
@@ -308,6 +311,11 @@ class SshServer:
         grace.start()
         # With an event, start_server returns at once; the handshake runs on the transport thread.
         transport.start_server(event=threading.Event(), server=policy)
+
+    def _forget(self, transport: paramiko.Transport) -> None:
+        # the transport's thread, as it ends
+        with self._lock, contextlib.suppress(ValueError):
+            self._transports.remove(transport)
 
     def _grace_over(self, transport: paramiko.Transport, refuse: Any) -> None:
         # the grace timer's thread

@@ -169,6 +169,7 @@ class ShellChannel:
         # the REPL session thread (or the reader thread when no session started): the REPL ended
         if self._session is not None:
             self._record("repl.close", user=self._principal.user, session=self._session_id, status=status)
+            self._session = None  # the ended REPL is not kept by a channel object that lingers
         if not self._closed.is_set():
             with contextlib.suppress(OSError, EOFError):
                 self._channel.send_exit_status(status)
