@@ -49,6 +49,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/stall.py
 	$(BIN)/python bench/repl_pipe.py
 	$(BIN)/python bench/terminal.py
+	$(BIN)/python bench/session_churn.py
+	$(BIN)/python bench/flood.py
+	$(BIN)/python bench/slowloris.py
 
 clean:
 	rm -rf .venv .venv-3.* build *.egg-info .mypy_cache .ruff_cache .pytest_cache
