@@ -82,6 +82,24 @@ class RequestRate:
             wait = (1.0 - bucket.tokens) / self._rate
         return RateVerdict(False, source, retry_after=max(1.0, math.ceil(wait)))
 
+    def peek(self, address: str) -> RateVerdict:
+        """Whether ``address`` may send one more unauthenticated request now; counts nothing.
+
+        The HTTP door asks this for every request before the request is routed, and answers
+        a refused one itself; an allowed one is counted later, by :meth:`take`, once it is
+        known to carry no valid session.
+        """
+        source = source_key(address)
+        now = self._clock()
+        with self._lock:
+            bucket = self._buckets.get(source)
+            if bucket is None:
+                return RateVerdict(True, source)
+            tokens = min(self._burst, bucket.tokens + max(0.0, now - bucket.updated) * self._rate)
+        if tokens >= 1.0:
+            return RateVerdict(True, source)
+        return RateVerdict(False, source, retry_after=max(1.0, math.ceil((1.0 - tokens) / self._rate)))
+
     def tracked(self) -> int:
         with self._lock:
             return len(self._buckets)
