@@ -13,13 +13,18 @@ unauthenticated requests to the console:
   responses read (``GET /ops/threads`` with a made-up bearer token; ``--login``: a refused
   ``POST /ops/auth/login`` instead), reconnecting whenever the console closes the socket.
 
-Printed per round: the app's p50/p99, the flood's answers by status (401 and 429 apart) per
-second, sockets the console closed, and the lines the host wrote to stderr (the demo sets
-no logging: Python's last-resort handler prints WARNING and up, as in many services). Then
-the median ratio of flood p99 to quiet p99 over the pairs. Goals: rejects >= 5,000/s; app
-p99 during the flood <= 1.5x without; log lines <= 50 per 10 s flood.
+Printed per round: the app's p50/p99; the flood's answers by status (401 and 429 apart) per
+second; connections the console refused per second: closed or reset before a single answer
+was read on them, which is how a source serving a penalty is refused at accept() (each such
+connection carried a pipelined batch, counted as one reject); connections the console closed
+after answering; and the lines the host wrote to stderr (the demo sets no logging: Python's
+last-resort handler prints WARNING and up, as in many services). Then the median ratio of
+flood p99 to quiet p99 over the pairs. Rejects are 401s + 429s + refused connections.
+Goals: rejects >= 5,000/s; app p99 during the flood <= 1.5x without; log lines <= 50 per
+10 s flood. ``--no-penalty`` turns the per-source penalties off (``penalty_max = 0``) to
+measure the 429 path alone.
 
-    .venv/bin/python bench/flood.py [--rounds 3] [--seconds 10] [--login]
+    .venv/bin/python bench/flood.py [--rounds 3] [--seconds 10] [--login] [--no-penalty]
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import multiprocessing as mp
+import os
 import socket
 import statistics
 import sys
@@ -58,7 +64,7 @@ def _request(host: str, login: bool) -> bytes:
 
 
 def _responses(sock: socket.socket, n: int, buf: bytearray, statuses: Counter[str]) -> bool:
-    """Read ``n`` responses; False if the console closed the connection first."""
+    """Read ``n`` responses; False if the console closed the connection first (OSError if reset)."""
     while n:
         end = buf.find(b"\r\n\r\n")
         if end < 0:
@@ -90,16 +96,17 @@ def flooder(port: int, source: str, seconds: float, login: bool, out: mp.Queue[C
     batch = _request(f"127.0.0.1:{port}", login) * PIPELINE
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
+        answered = sum(statuses.values())
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0)) as sock:
                 buf = bytearray()
                 while time.monotonic() < deadline:
                     sock.sendall(batch)
                     if not _responses(sock, PIPELINE, buf, statuses):
-                        statuses["closed"] += 1
-                        break
+                        raise ConnectionResetError
         except OSError:
-            statuses["closed"] += 1
+            # Not one answer on this connection: refused (at accept, or reset); else closed.
+            statuses["refused" if sum(statuses.values()) == answered else "closed"] += 1
     out.put(statuses)
 
 
@@ -134,13 +141,13 @@ def lines_in(path: Path) -> int:
 class Round:
     p50: float
     p99: float
-    per_s: dict[str, float]  # answers by status (and "closed" sockets) per second
-    closed: int
+    per_s: dict[str, float]  # answers by status, and "refused" connections, per second
+    closed: int  # connections closed after at least one answer
     lines: int  # host log lines written during the round
 
     @property
     def rejects(self) -> float:
-        return self.per_s.get("401", 0.0) + self.per_s.get("429", 0.0)
+        return sum(self.per_s.get(k, 0.0) for k in ("401", "429", "refused"))
 
 
 def one_round(demo: Demo, errors_path: Path, args: argparse.Namespace, *, flood: bool) -> Round:
@@ -177,13 +184,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="quiet/flood pairs")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each round")
     parser.add_argument("--login", action="store_true", help="flood refused logins instead of GETs")
+    parser.add_argument("--no-penalty", action="store_true", help="per-source penalties off (penalty_max 0)")
     args = parser.parse_args()
     ratios: list[float] = []
     rejects: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         errors_path = Path(tmp) / "demo.stderr"
         with errors_path.open("w") as errors:
-            gen = run_demo(Path(tmp) / "demo", log_in=False, stderr=errors)
+            env = {k: v for k, v in os.environ.items() if not k.startswith("OPSCONSOLE_")}
+            if args.no_penalty:
+                env.update(OPSCONSOLE_PENALTY_MIN="0", OPSCONSOLE_PENALTY_MAX="0")
+            gen = run_demo(Path(tmp) / "demo", log_in=False, env=env, stderr=errors)
             demo = next(gen)
             try:
                 app_latencies(demo.info["app_url"], 1.0)  # warm-up
@@ -191,18 +202,19 @@ def main() -> None:
                 print("app client: http.client, one keep-alive connection, sequential GET /")
                 kind = "POST /ops/auth/login (refused)" if args.login else "GET /ops/threads, bad bearer"
                 print(f"flood client: 4 processes (127.0.0.2-5), raw sockets, pipelined x{PIPELINE}: {kind}")
+                print(f"per-source penalties: {'off' if args.no_penalty else 'on (defaults)'}")
                 print(
                     f"{'round':<8}{'app p50':>10}{'app p99':>10}{'401/s':>9}{'429/s':>9}"
-                    f"{'other/s':>9}{'closed':>8}{'log lines':>11}"
+                    f"{'refused/s':>11}{'other/s':>9}{'closed':>8}{'log lines':>11}"
                 )
                 quiet = None
                 for i in range(2 * args.rounds):
                     r = one_round(demo, errors_path, args, flood=i % 2 == 1)
-                    other = sum(v for k, v in r.per_s.items() if k not in ("401", "429"))
+                    other = sum(v for k, v in r.per_s.items() if k not in ("401", "429", "refused"))
                     print(
                         f"{'flood' if i % 2 else 'quiet':<8}{r.p50 * 1e3:8.2f}ms{r.p99 * 1e3:8.2f}ms"
-                        f"{r.per_s.get('401', 0):9.0f}{r.per_s.get('429', 0):9.0f}{other:9.0f}"
-                        f"{r.closed:8d}{r.lines:11d}"
+                        f"{r.per_s.get('401', 0):9.0f}{r.per_s.get('429', 0):9.0f}"
+                        f"{r.per_s.get('refused', 0):11.0f}{other:9.0f}{r.closed:8d}{r.lines:11d}"
                     )
                     if i % 2 and quiet is not None:
                         ratios.append(r.p99 / quiet.p99)
@@ -212,7 +224,10 @@ def main() -> None:
                 for _ in gen:
                     pass
         total = lines_in(errors_path)
-    print(f"median rejects (401 + 429) in a flood: {statistics.median(rejects):,.0f}/s (goal >= 5,000/s)")
+    print(
+        f"median rejects (401 + 429 + refused connections) in a flood: "
+        f"{statistics.median(rejects):,.0f}/s (goal >= 5,000/s)"
+    )
     print(f"median app p99 ratio flood/quiet: {statistics.median(ratios):.2f}x (goal <= 1.5x)")
     print(
         f"host log lines over the whole run, stop included: {total}, "
