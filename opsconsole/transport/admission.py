@@ -42,9 +42,9 @@ _log = log.get("transport.admission")
 # cap is cheap (a browser may open a few connections too many), closing without ever
 # authenticating or sending a request costs more, and so does being closed for sending
 # requests without a session past the source's rate (HTTP: the client ignored a
-# Retry-After; five in a row reach the default penalty_min of 15 s); being closed by a
+# Retry-After; eight in a row reach the default penalty_min of 15 s); being closed by a
 # timeout costs most.
-COSTS: dict[str, float] = {"source_cap": 1.0, "noauth": 2.0, "rate": 3.0, "timeout": 10.0}
+COSTS: dict[str, float] = {"source_cap": 1.0, "noauth": 2.0, "rate": 2.0, "timeout": 10.0}
 # Bound on sources with a penalty account; past it, expired accounts are pruned and new
 # sources go unpenalised (the per-source and global caps still hold) rather than grow memory.
 MAX_PENALISED = 10_000
