@@ -10,6 +10,7 @@ loop, nothing else does, but a lock costs nothing here).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 import threading
@@ -21,6 +22,9 @@ from dataclasses import dataclass
 MAX_TRACKED = 10_000
 
 
+# Parsing an address costs more than the rest of a refusal at accept(), and a flood comes
+# from few addresses: remember the most recent ones (bounded, thread-safe).
+@functools.lru_cache(maxsize=4096)
 def source_key(address: str) -> str:
     """``"192.0.2.7"`` for IPv4 (also when mapped into IPv6), ``"2001:db8:1:2::/64"`` for IPv6.
 
