@@ -27,6 +27,7 @@ import math
 
 import tornado.http1connection
 import tornado.httputil
+import tornado.ioloop
 import tornado.iostream
 
 from opsconsole import log
@@ -38,6 +39,7 @@ _log = log.get("transport.http")
 COOKIE = "opsconsole_session"
 RATE_CODE = "rate_limited"
 RATE_MESSAGE = "too many requests without a session; retry later"
+WRITE_TIMEOUT = 5.0  # seconds a refused connection may take to take its 429
 _BODY = json.dumps({"error": RATE_CODE, "message": RATE_MESSAGE}, separators=(",", ":")).encode()
 _HEAD = (
     "HTTP/1.1 429 Too Many Requests\r\n"
@@ -104,7 +106,13 @@ class RequestGate:
             written = stream.write(answer if start_line.method == "HEAD" else answer + _BODY)
         except tornado.iostream.StreamClosedError:
             return  # the client has gone already
-        written.add_done_callback(lambda _: stream.close())
+        if written.done():
+            stream.close()  # the usual case: the answer went out at once
+        else:
+            # Detached, the stream no longer counts against any cap: a client that does not
+            # read must not keep it open. Closed when written, or after WRITE_TIMEOUT anyway.
+            written.add_done_callback(lambda _: stream.close())
+            tornado.ioloop.IOLoop.current().call_later(WRITE_TIMEOUT, stream.close)
         self._refusals.refused(
             _log,
             logging.WARNING,
