@@ -40,6 +40,7 @@ from opsconsole.repl.loop import QuickWakeLoop
 from opsconsole.transport.admission import Admission, Penalties
 from opsconsole.transport.base import Services
 from opsconsole.transport.http import bind, make_admission, make_app, serve
+from opsconsole.transport.request_gate import RequestGate
 from opsconsole.transport.ssh import SshServer
 
 _log = log.get("console")
@@ -249,6 +250,9 @@ class Console:
         self._stop_event = asyncio.Event()
         sockets, self.port = bind(self.settings)
         self.url = self.settings.origin(self.port)
+        request_rate = RequestRate(
+            rate=self.settings.unauthenticated_rate, burst=self.settings.unauthenticated_burst
+        )
         svc = Services(
             auth=self.auth,
             diag=self.diagnostics,
@@ -259,13 +263,17 @@ class Console:
             repl=self.repl,
             refusals=self.refusals,
             admission=self.http_admission,
-            request_rate=RequestRate(
-                rate=self.settings.unauthenticated_rate, burst=self.settings.unauthenticated_burst
-            ),
+            request_rate=request_rate,
         )
         app = make_app(svc)
         server = serve(
-            app, sockets, self.settings, ssl_context, refusals=self.refusals, admission=self.http_admission
+            app,
+            sockets,
+            self.settings,
+            ssl_context,
+            refusals=self.refusals,
+            admission=self.http_admission,
+            gate=RequestGate(request_rate, self.auth, self.refusals),
         )
         flush = tornado.ioloop.PeriodicCallback(self._flush_refusals, FLUSH_MS)
         flush.start()

@@ -10,6 +10,7 @@ loop, nothing else does, but a lock costs nothing here).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 import threading
@@ -21,6 +22,9 @@ from dataclasses import dataclass
 MAX_TRACKED = 10_000
 
 
+# Parsing an address costs more than the rest of a refusal at accept(), and a flood comes
+# from few addresses: remember the most recent ones (bounded, thread-safe).
+@functools.lru_cache(maxsize=4096)
 def source_key(address: str) -> str:
     """``"192.0.2.7"`` for IPv4 (also when mapped into IPv6), ``"2001:db8:1:2::/64"`` for IPv6.
 
@@ -81,6 +85,24 @@ class RequestRate:
                 return RateVerdict(True, source)
             wait = (1.0 - bucket.tokens) / self._rate
         return RateVerdict(False, source, retry_after=max(1.0, math.ceil(wait)))
+
+    def peek(self, address: str) -> RateVerdict:
+        """Whether ``address`` may send one more unauthenticated request now; counts nothing.
+
+        The HTTP door asks this for every request before the request is routed, and answers
+        a refused one itself; an allowed one is counted later, by :meth:`take`, once it is
+        known to carry no valid session.
+        """
+        source = source_key(address)
+        now = self._clock()
+        with self._lock:
+            bucket = self._buckets.get(source)
+            if bucket is None:
+                return RateVerdict(True, source)
+            tokens = min(self._burst, bucket.tokens + max(0.0, now - bucket.updated) * self._rate)
+        if tokens >= 1.0:
+            return RateVerdict(True, source)
+        return RateVerdict(False, source, retry_after=max(1.0, math.ceil((1.0 - tokens) / self._rate)))
 
     def tracked(self) -> int:
         with self._lock:

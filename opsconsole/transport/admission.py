@@ -40,8 +40,11 @@ _log = log.get("transport.admission")
 
 # Seconds of penalty per event, as sshd's PerSourcePenalties: being dropped at the source
 # cap is cheap (a browser may open a few connections too many), closing without ever
-# authenticating or sending a request costs more, being closed by a timeout most.
-COSTS: dict[str, float] = {"source_cap": 1.0, "noauth": 2.0, "timeout": 10.0}
+# authenticating or sending a request costs more, and so does being closed for sending
+# requests without a session past the source's rate (HTTP: the client ignored a
+# Retry-After; eight in a row reach the default penalty_min of 15 s); being closed by a
+# timeout costs most.
+COSTS: dict[str, float] = {"source_cap": 1.0, "noauth": 2.0, "rate": 2.0, "timeout": 10.0}
 # Bound on sources with a penalty account; past it, expired accounts are pruned and new
 # sources go unpenalised (the per-source and global caps still hold) rather than grow memory.
 MAX_PENALISED = 10_000
@@ -219,7 +222,7 @@ class Admission:
             self._forget(key)
 
     def release(self, key: Hashable, cause: str | None = None) -> None:
-        """``key`` closed; ``cause`` (``noauth``, ``timeout``) penalises its source if it was pending."""
+        """``key`` closed; ``cause`` (a key of COSTS) penalises its source if it was pending."""
         with self._lock:
             source = self._forget(key)
         if source is not None and cause is not None:

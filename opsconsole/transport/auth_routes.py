@@ -11,7 +11,8 @@ from typing import ClassVar
 
 from opsconsole.auth.principal import Role
 from opsconsole.errors import AuthError
-from opsconsole.transport.base import COOKIE, ApiError, BaseHandler
+from opsconsole.transport.base import ApiError, BaseHandler
+from opsconsole.transport.request_gate import COOKIE
 
 
 class ChallengeHandler(BaseHandler):

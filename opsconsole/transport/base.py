@@ -35,9 +35,9 @@ from opsconsole.errors import (
 )
 from opsconsole.transport import json_body
 from opsconsole.transport.admission import Admission
+from opsconsole.transport.request_gate import RATE_CODE, RATE_MESSAGE, credentials
 
 _log = log.get("transport")
-COOKIE = "opsconsole_session"
 T = TypeVar("T")
 _DIAG_STATUS: dict[type, tuple[int, str]] = {
     BusyError: (429, "busy"),
@@ -148,29 +148,20 @@ class SessionHandler(tornado.web.RequestHandler):
     def limit_unauthenticated(self) -> None:
         """Count a request without a valid session; 429 beyond its source's rate.
 
-        Called before the body is parsed or any signature is checked, so a flood costs a
-        dictionary lookup per request.
+        The rule is ``transport.request_gate``'s: the HTTP server's gate refuses an over-rate
+        request before it reaches a handler; this counts the ones it let through, and refuses
+        where no gate runs. Called before the body is parsed or any signature is checked.
         """
         if self.svc.request_rate is None:
             return
         verdict = self.svc.request_rate.take(self.source)
         if not verdict.allowed:
-            _log.info("request from %s refused: unauthenticated rate", verdict.source)
-            raise ApiError(
-                429,
-                "rate_limited",
-                "too many requests without a session; retry later",
-                retry_after=verdict.retry_after,
-            )
+            self.refusal_reason = "unauthenticated rate"  # goes into the aggregated access line
+            raise ApiError(429, RATE_CODE, RATE_MESSAGE, retry_after=verdict.retry_after)
 
     def credentials(self) -> tuple[str | None, str]:
-        """(token, "header" | "cookie"); tokens are never read from a URL or a query."""
-        header = self.request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() == "bearer" and token.strip():
-            return token.strip(), "header"
-        cookie = self.get_cookie(COOKIE)
-        return (cookie, "cookie") if cookie else (None, "none")
+        """(token, "header" | "cookie" | "none"); tokens are never read from a URL or a query."""
+        return credentials(self.request.headers)
 
     def bearer_token(self) -> str | None:
         return self.token

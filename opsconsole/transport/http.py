@@ -11,6 +11,7 @@ import ssl
 from collections.abc import Awaitable
 from typing import Any
 
+import tornado.http1connection
 import tornado.httpserver
 import tornado.httputil
 import tornado.ioloop
@@ -31,6 +32,7 @@ from opsconsole.transport.auth_routes import (
 )
 from opsconsole.transport.base import NotFoundHandler, Services
 from opsconsole.transport.heapsnapshot import HeapSnapshotHandler
+from opsconsole.transport.request_gate import RequestGate
 from opsconsole.transport.terminal import HARD_MAX_MESSAGE, TerminalHandler
 from opsconsole.transport.ui import ui_routes
 
@@ -121,6 +123,8 @@ class CappedHTTPServer(tornado.httpserver.HTTPServer):
     drop, penalties) decides about each new one while it is unauthenticated. A connection
     stops being unauthenticated when a request on it carries a valid session
     (``SessionHandler.authenticate``); until then it is closed after ``preauth_timeout``.
+    ``gate`` answers requests without a session from sources over their rate with a canned
+    429 before any handler runs, and closes their connection (``transport.request_gate``).
     Runs on the console loop.
     """
 
@@ -128,6 +132,7 @@ class CappedHTTPServer(tornado.httpserver.HTTPServer):
     refusals = log.RefusalLog()  # serve() gives each server its console's
     preauth_timeout = 30.0
     admission: Admission | None = None
+    gate: RequestGate | None = None
 
     def initialize(self, *args: Any, **kwargs: Any) -> None:
         super().initialize(*args, **kwargs)
@@ -164,9 +169,11 @@ class CappedHTTPServer(tornado.httpserver.HTTPServer):
     ) -> tornado.httputil.HTTPMessageDelegate:
         delegate = super().start_request(server_conn, request_conn)
         watch = self._watches.get(getattr(server_conn, "stream", None))
-        if watch is None or watch.requested:
+        if self.gate is None and (watch is None or watch.requested):
             return delegate
-        return _FirstRequest(delegate, watch)
+        # HTTPServer always passes an HTTP1Connection; the gate needs one to answer on.
+        http1 = request_conn if isinstance(request_conn, tornado.http1connection.HTTP1Connection) else None
+        return _Request(delegate, http1, watch, self.gate)
 
     def on_close(self, server_conn: object) -> None:
         super().on_close(server_conn)
@@ -176,10 +183,10 @@ class CappedHTTPServer(tornado.httpserver.HTTPServer):
             return
         tornado.ioloop.IOLoop.current().remove_timeout(watch.timer)
         # Closed while unauthenticated (release() ignores the others): one we cut for taking
-        # too long costs its source most, one that never completed a request (slowloris,
-        # idlers) less, one that made requests (a login) nothing.
-        cause = "timeout" if watch.expired else None if watch.requested else "noauth"
-        self.admission.release(stream, cause)
+        # too long costs its source most, one closed for its source's request rate and one
+        # that never completed a request (slowloris, idlers) less, one that made requests
+        # (a login) nothing.
+        self.admission.release(stream, watch.cause())
 
     def _preauth_over(self, stream: tornado.iostream.IOStream) -> None:
         watch = self._watches.get(stream)
@@ -192,37 +199,78 @@ class CappedHTTPServer(tornado.httpserver.HTTPServer):
 class _Watch:
     """What the server knows about one admitted connection (console loop only)."""
 
-    __slots__ = ("expired", "requested", "timer")
+    __slots__ = ("expired", "over_rate", "requested", "timer")
 
     def __init__(self, timer: object) -> None:
         self.timer = timer
         self.requested = False  # one request's headers arrived complete
         self.expired = False  # closed by the preauth timeout
+        self.over_rate = False  # closed by the gate: its source is over the request rate
+
+    def cause(self) -> str | None:
+        """What closing this connection unauthenticated costs its source (admission.COSTS)."""
+        if self.expired:
+            return "timeout"
+        if self.over_rate:
+            return "rate"
+        return None if self.requested else "noauth"
 
 
-class _FirstRequest(tornado.httputil.HTTPMessageDelegate):
-    """Passes one request through, noting that its headers arrived complete."""
+class _Request(tornado.httputil.HTTPMessageDelegate):
+    """One request: notes that its headers arrived, and lets the gate refuse it first.
 
-    def __init__(self, inner: tornado.httputil.HTTPMessageDelegate, watch: _Watch) -> None:
+    A refused request never reaches ``inner`` (no handler is built, nothing routed); the
+    gate has answered on ``conn``, which closes once the answer is written.
+    """
+
+    __slots__ = ("_conn", "_gate", "_inner", "_refused", "_watch")
+
+    def __init__(
+        self,
+        inner: tornado.httputil.HTTPMessageDelegate,
+        conn: tornado.http1connection.HTTP1Connection | None,
+        watch: _Watch | None,
+        gate: RequestGate | None,
+    ) -> None:
         self._inner = inner
+        self._conn = conn
         self._watch = watch
+        self._gate = gate
+        self._refused = False
 
     def headers_received(
         self,
         start_line: tornado.httputil.RequestStartLine | tornado.httputil.ResponseStartLine,
         headers: tornado.httputil.HTTPHeaders,
     ) -> Awaitable[None] | None:
-        self._watch.requested = True
+        if self._watch is not None:
+            self._watch.requested = True
+        if (
+            self._gate is not None
+            and self._conn is not None
+            and isinstance(start_line, tornado.httputil.RequestStartLine)
+        ):
+            # Tornado's own way to the peer address (HTTPServerRequest reads it so too).
+            address = getattr(getattr(self._conn, "context", None), "remote_ip", None) or "unknown"
+            verdict = self._gate.verdict(address, headers)
+            if verdict is not None:
+                self._refused = True
+                if self._watch is not None:
+                    self._watch.over_rate = True
+                self._gate.refuse(self._conn, start_line, verdict)
+                return None
         return self._inner.headers_received(start_line, headers)
 
     def data_received(self, chunk: bytes) -> Awaitable[None] | None:
-        return self._inner.data_received(chunk)
+        return None if self._refused else self._inner.data_received(chunk)
 
     def finish(self) -> None:
-        self._inner.finish()
+        if not self._refused:
+            self._inner.finish()
 
     def on_connection_close(self) -> None:
-        self._inner.on_connection_close()
+        if not self._refused:
+            self._inner.on_connection_close()
 
 
 def make_admission(settings: Settings, penalties: Penalties) -> Admission:
@@ -273,6 +321,7 @@ def serve(
     *,
     refusals: log.RefusalLog | None = None,
     admission: Admission | None = None,
+    gate: RequestGate | None = None,
 ) -> CappedHTTPServer:
     """Start serving ``app`` on ``sockets`` with the pre-auth limits.
 
@@ -297,5 +346,6 @@ def serve(
         server.refusals = refusals
     server.preauth_timeout = settings.preauth_timeout
     server.admission = admission
+    server.gate = gate
     server.add_sockets(sockets)
     return server

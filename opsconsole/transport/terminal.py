@@ -26,7 +26,8 @@ from opsconsole.auth.principal import Role
 from opsconsole.errors import AuditError, AuthError, OpsConsoleError, ProtocolError
 from opsconsole.repl.session import ReplSession
 from opsconsole.transport import ws_gate, ws_messages, ws_protocol
-from opsconsole.transport.base import COOKIE, ApiError, SessionHandler
+from opsconsole.transport.base import ApiError, SessionHandler
+from opsconsole.transport.request_gate import COOKIE
 
 _log = log.get("transport.terminal")
 SESSION_CHECK_MS = 250  # logout or expiry closes the terminal within a second
