@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -181,3 +183,20 @@ def rss(pid: int | str = "self") -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     raise AssertionError(f"no VmRSS for process {pid}")
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``opsconsole ARGS`` as another process; ``env`` defaults to ours without OPSCONSOLE_*."""
+    if env is None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OPSCONSOLE_")}
+    return subprocess.run(
+        [sys.executable, "-m", "opsconsole", *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )

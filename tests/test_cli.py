@@ -8,7 +8,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,19 +17,7 @@ import pytest
 from opsconsole.console import Console
 from tests.conftest import console_settings
 from tests.demo_process import run_demo
-from tests.support import FakeClock, Operator, audit_events, call, keygen
-
-
-def run_cli(*args: str, env: dict[str, str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "opsconsole", *args],
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+from tests.support import FakeClock, Operator, audit_events, call, keygen, run_cli
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.demo_process import Demo, run_demo
+from tests.support import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -96,14 +96,7 @@ def _cli(demo: Demo, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[
         cache.parent.mkdir(parents=True, mode=0o700)
         cache.write_text(json.dumps({demo.url: {"token": demo.token, "user": "demo"}}))
         cache.chmod(0o600)
-    return subprocess.run(
-        [sys.executable, "-m", "opsconsole", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_cli(*args, env=env)
 
 
 def test_downloaded_snapshot_is_saved_by_the_cli(demo: Demo, tmp_path: Path) -> None:

@@ -9,8 +9,6 @@ import logging
 import os
 import re
 import resource
-import subprocess
-import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +22,7 @@ from opsconsole.console import Console
 from tests.conftest import console_settings
 from tests.host_process import Host
 from tests.ssh_client import paramiko_client, totp_answer
-from tests.support import FakeClock, Operator, audit_events, call, login_attempt, login_token
+from tests.support import FakeClock, Operator, audit_events, call, login_attempt, login_token, run_cli
 from tests.terminal_client import Term
 
 PROMPT = r">>> ?$"
@@ -46,18 +44,6 @@ def host(tmp_path: Path, keys_dir: Path) -> Iterator[Host]:
     h = Host(_settings(tmp_path, keys_dir))
     yield h
     h.stop()
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPSCONSOLE_")}
-    return subprocess.run(
-        [sys.executable, "-m", "opsconsole", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def _app_ok(host: Host) -> bool:
@@ -174,7 +160,7 @@ async def test_kill_9_mid_stream_then_a_restart_resumes_a_verified_chain(
     try:
         assert "error" not in second.info, second.info  # a kill -9 can only tear the last line
         # The chain verifies, through the head the first run anchored in its log at start.
-        check = _cli("audit", "verify", str(audit), "--head", started[0])
+        check = run_cli("audit", "verify", str(audit), "--head", started[0])
         assert check.returncode == 0, check.stderr
         assert "chain intact" in check.stdout and "reaches the anchored head" in check.stdout
         # No accepted TOTP step is reopened: alice's code is refused, and the step stays used.
@@ -217,7 +203,7 @@ def test_a_log_whose_last_line_is_bad_is_refused_with_how_to_rotate(tmp_path: Pa
     # Doing what it says: the old file is kept and shows where it broke; a new chain starts.
     kept = audit.with_name("audit.jsonl.broken-test")
     audit.rename(kept)
-    check = _cli("audit", "verify", str(kept))
+    check = run_cli("audit", "verify", str(kept))
     assert check.returncode == 1 and f"{kept}:{len(lines)}: wrong hash" in check.stderr
     again = Host(settings)
     try:

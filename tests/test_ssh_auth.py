@@ -132,15 +132,20 @@ def test_a_code_replayed_on_a_second_connection_is_refused(
     assert "totp_replay" in _reasons(ssh_console)
 
 
+def _fail_six_times(transport: paramiko.Transport, stranger: paramiko.PKey) -> None:
+    # the most failed attempts one connection may make before the next one disconnects it
+    for _ in range(6):
+        with pytest.raises(paramiko.AuthenticationException):
+            transport.auth_publickey("alice", stranger)
+
+
 def test_the_seventh_attempt_disconnects(
     ssh_console: Console, operators: dict[str, Operator], keypairs: dict[str, Path], clock: FakeClock
 ) -> None:
     stranger = paramiko.PKey.from_path(keypairs["stranger"])
     transport = paramiko_client(ssh_console)
     try:
-        for _ in range(6):
-            with pytest.raises(paramiko.AuthenticationException):
-                transport.auth_publickey("alice", stranger)
+        _fail_six_times(transport, stranger)
         assert transport.is_active()
         # the 7th request — even with the right key — is refused and the connection closed
         with pytest.raises((paramiko.AuthenticationException, paramiko.SSHException, EOFError)):
@@ -370,9 +375,7 @@ def test_a_connection_we_close_is_not_also_recorded_as_aborted(
     stranger = paramiko.PKey.from_path(keypairs["stranger"])
     transport = paramiko_client(ssh_console)
     try:
-        for _ in range(6):
-            with pytest.raises(paramiko.AuthenticationException):
-                transport.auth_publickey("alice", stranger)
+        _fail_six_times(transport, stranger)
         with pytest.raises((paramiko.AuthenticationException, paramiko.SSHException, EOFError)):
             transport.auth_publickey("alice", stranger)
     finally:
