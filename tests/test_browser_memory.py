@@ -90,3 +90,18 @@ def test_memory_dashboard_in_chromium(
     assert w.csp_violations() == []
     assert w.page_errors == []
     assert w.console_errors == []
+
+
+def test_a_link_with_view_memory_opens_on_the_dashboard(
+    browser: Browser, console: Console, operators: dict[str, Operator], clock: FakeClock
+) -> None:
+    # what `opsconsole open URL --view memory` prints: the one-time link plus `&view=memory`
+    w = Watched(browser)
+    page = w.page
+    page.goto(ticket_url(console, operators["alice"], clock) + "&view=memory")
+    expect(page.locator("#who")).to_have_text("alice (operator)")
+    expect(page.locator("#memory")).to_be_visible()
+    expect(page.locator("#console")).to_be_hidden()
+    expect(page.get_by_role("button", name="memory", exact=True)).to_have_attribute("aria-pressed", "true")
+    assert "ticket=" not in page.url  # the single-use ticket left the address bar all the same
+    assert w.page_errors == [] and w.csp_violations() == []

@@ -56,6 +56,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction[
     p = sub.add_parser("open", help="open the web console with a one-time link")
     p.add_argument("url")
     p.add_argument("--print", action="store_true", help="print the link instead of opening a browser")
+    p.add_argument(
+        "--view", choices=("terminal", "memory"), default="terminal", help="what the page shows first"
+    )
     p.set_defaults(func=cmd_open)
 
     p = sub.add_parser("audit", help="audit log tools")
@@ -109,8 +112,9 @@ def cmd_connect(args: argparse.Namespace) -> int:
 def cmd_open(args: argparse.Namespace) -> int:
     link = _authed(args.url).post("/ops/auth/ticket")
     # The ticket rides in the fragment, which browsers never send to a server.
-    if args.print or not webbrowser.open(link["url"]):
-        print(link["url"])
+    url = link["url"] + ("&view=memory" if args.view == "memory" else "")
+    if args.print or not webbrowser.open(url):
+        print(url)
         print(f"(one-time link, valid {link['expires_in']} s)", file=sys.stderr)
     else:
         print(f"opened the web console in your browser (link valid {link['expires_in']} s)")

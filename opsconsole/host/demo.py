@@ -165,16 +165,20 @@ async def serve(args: argparse.Namespace) -> int:
 
 def _print_banner(info: dict[str, Any], st: DemoState) -> None:
     uri = opsconsole_uri(st.totp_secret)
+    cli = _cli_command()
     print(
         f"""opsconsole demo
   app      {info["app_url"]}/      (/leak keeps one more LeakyRecord per call;
                                       /spin?seconds=N busy-loops the app's main thread)
   console  {info["url"]}
   state    {st.dir / "demo.json"}
+  audit    {st.dir / "state" / "audit.jsonl"}   ({cli} audit verify FILE)
 
 Log in (key file, or ssh-add it and drop --identity):
-  opsconsole login {info["url"]} --user {USER} --identity {st.identity}
-  opsconsole whoami {info["url"]}
+  {cli} login {info["url"]} --user {USER} --identity {st.identity}
+  {cli} whoami {info["url"]}
+  {cli} open {info["url"]} --view memory      (the memory dashboard)
+Each TOTP code logs in once: for a second login, wait for the next code.
 
 The TOTP code comes from an authenticator app (scan below) or, for scripts,
 from the totp_secret in demo.json. Ctrl-C stops the demo.
@@ -182,6 +186,18 @@ from the totp_secret in demo.json. Ctrl-C stops the demo.
 """,
         flush=True,
     )
+
+
+def _cli_command() -> str:
+    # The command as this demo was started with it: `make demo` runs .venv/bin/opsconsole,
+    # which is on no PATH until the venv is activated.
+    script = Path(sys.executable).with_name("opsconsole")
+    if not script.is_file():
+        return f"{sys.executable} -m opsconsole"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
 
 
 def opsconsole_uri(secret: str) -> str:

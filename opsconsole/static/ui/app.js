@@ -121,8 +121,8 @@
     $("login").hidden = true;
     $("views").hidden = false;
     $("logout").hidden = false;
-    showView("console");
     openTerminal();
+    showView(firstView);
   }
 
   // The terminal (with its dump panel) or the memory dashboard; the terminal's session stays
@@ -145,9 +145,13 @@
 
   // The ticket arrives in the fragment (never sent to a server, so never logged). It is
   // single use: take it out of the address bar and history before anything else.
+  // `#view=memory` (alone or beside the ticket) opens on the memory dashboard.
+  let firstView = "console";
+
   function takeTicket() {
     const params = new URLSearchParams(location.hash.slice(1));
     const ticket = params.get("ticket");
+    firstView = params.get("view") === "memory" ? "memory" : "console";
     if (location.hash.includes("ticket=")) {
       history.replaceState(null, "", location.pathname);
     }
