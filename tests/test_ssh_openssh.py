@@ -112,9 +112,10 @@ def test_obs1_slow_totp_typist_is_not_dropped(
 ) -> None:
     """45 s at the TOTP prompt, with keepalives every 2 s once logged in: none may come before.
 
-    OpenSSH's client disconnects on a global request during authentication ("bad message during
-    authentication: type 80"), so a keepalive sent before login would end the wait early. The
-    login grace is raised only so a slow prompt on a loaded machine cannot eat into the wait.
+    OpenSSH's client drops the connection over a global request that came during authentication
+    ("bad message during authentication: type 80", printed once the code is typed), so a
+    keepalive sent before login fails this test. The login grace is raised only so a slow prompt
+    on a loaded machine cannot eat into the wait.
     """
     alice = operators["alice"]
     with _running(tmp_path, keys_dir, clock, ssh_keepalive=2, ssh_login_grace=120) as console:
