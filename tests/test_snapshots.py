@@ -368,7 +368,7 @@ def test_after_gc_timeout_removes_the_pending_entry(
     t0 = time.monotonic()
     with pytest.raises(StateError, match="no full garbage collection within 0.2 s"):
         store.take_after_gc("late", timeout=0.2)
-    assert 0.2 <= time.monotonic() - t0 < 2
+    assert 0.2 <= time.monotonic() - t0 < 30  # waited its timeout; the upper bound is a deadline
     assert store.list() == () and os.listdir(store.directory) == [] and len(gc.callbacks) == hooks
     with pytest.raises(InvalidRequestError):
         store.take_after_gc("late", timeout=0)
