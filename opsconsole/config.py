@@ -89,6 +89,9 @@ class Settings:
     ssh_host_key: Path | None = None
     # Seconds an SSH connection may take to finish both factors before it is closed.
     ssh_login_grace: float = 60.0
+    # Seconds between SSH keepalives, sent only once both factors are done: OpenSSH's client
+    # drops a connection that gets a global request while it is still authenticating.
+    ssh_keepalive: int = 30
     # SSH connections still authenticating at once; more are closed at accept().
     ssh_max_unauthenticated: int = 10
     # Of those, from one source (an IPv4 address, an IPv6 /64).
@@ -169,6 +172,7 @@ _LIMITS: dict[str, tuple[float, float]] = {
     "ws_output_buffer": (65536, 1 << 30),
     "ssh_port": (0, 65535),
     "ssh_login_grace": (1, 600),
+    "ssh_keepalive": (1, 3600),
     "ssh_max_unauthenticated": (1, 10000),
     "ssh_max_unauthenticated_per_source": (1, 10000),
     "leak_interval": (0, 3600),

@@ -92,6 +92,16 @@ class PtyClient:
                 )
                 return
 
+    def stays_quiet(self, seconds: float) -> None:
+        """Read for ``seconds``, failing at the first byte the program prints or if it exits."""
+        deadline = time.monotonic() + seconds
+        before = len(self.seen)
+        while (left := deadline - time.monotonic()) > 0:
+            alive = self._read(left)
+            assert alive and len(self.seen) == before and self.proc.poll() is None, (
+                f"expected silence for {seconds} s; got:\n{self.text[-1500:]}"
+            )
+
     def _read(self, timeout: float) -> bool:
         ready, _, _ = select.select([self.master], [], [], timeout)
         if ready:

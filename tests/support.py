@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -143,6 +144,15 @@ def login_token(url: str, op: Operator, at: float) -> str:
     status, answer = login_attempt(url, op, at)
     assert status == 200, answer
     return str(answer["token"])
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> None:
+    """Poll ``predicate`` until it is true; fail after ``timeout`` seconds (a deadline, not a claim
+    about speed: keep it generous, the suite runs on loaded machines)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"{what} not met within {timeout} s"
+        time.sleep(0.005)
 
 
 def repl_sessions_ended(timeout: float = 10.0) -> bool:

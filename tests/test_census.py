@@ -217,7 +217,8 @@ def many_objects() -> Iterator[list[object]]:
 
 
 def test_host_thread_keeps_ticking(many_objects: list[object]) -> None:
-    """Loose bound on ~300k objects; the real figure (≤ 50 ms on 1M) is measured by bench/census.py."""
+    """The host thread keeps running during a census of ~300k objects; how long it may stall is
+    measured by bench/census.py."""
 
     def work() -> Census:
         tracker = GrowthTracker()
@@ -227,9 +228,11 @@ def test_host_thread_keeps_ticking(many_objects: list[object]) -> None:
         return c
 
     with Ticker() as ticker:
-        c, _, longest = ticker.measure(work)
+        c, took, longest = ticker.measure(work)
     assert c.total_objects >= 300_000
-    assert longest < 0.5
+    # the host thread ran all through the work, not once it was over: a ratio, not a time, so
+    # a loaded machine slows both sides alike
+    assert longest < took / 2, (longest, took)
 
 
 def test_every_object_pauses_the_collector_only_while_the_list_is_held() -> None:

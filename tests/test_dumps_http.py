@@ -220,15 +220,14 @@ def test_after_gc_snapshot_waits_for_a_full_collection(
         gc.enable()
 
 
-def _threads_while(console: Console, token: str, block: threading.Event) -> list[tuple[int, str, float]]:
-    """Ask for the threads dump from a helper thread while the test's main thread is stuck."""
-    result: list[tuple[int, str, float]] = []
+def _threads_while(console: Console, token: str, block: threading.Event) -> list[tuple[int, str]]:
+    """Ask for the threads dump from a helper thread while the test's main thread is stuck; the
+    dump showing the stuck function proves it answered while the main thread was stuck."""
+    result: list[tuple[int, str]] = []
 
     def ask() -> None:
         time.sleep(0.2)
-        t0 = time.monotonic()
-        status, text = call(console.url, "GET", "/ops/threads?format=text", token=token)
-        result.append((status, text, time.monotonic() - t0))
+        result.append(call(console.url, "GET", "/ops/threads?format=text", token=token))
         block.set()
 
     threading.Thread(target=ask, daemon=True).start()
@@ -244,8 +243,8 @@ def test_threads_while_main_thread_sleeps(console: Console, tokens: dict[str, st
             time.sleep(0.05)
 
     sleeping_main_thread()
-    status, text, elapsed = result[0]
-    assert status == 200 and elapsed < 1.0
+    status, text = result[0]
+    assert status == 200
     assert "sleeping_main_thread" in text
 
 
@@ -254,14 +253,14 @@ def test_threads_while_main_thread_is_deadlocked(console: Console, tokens: dict[
     lock = threading.Lock()
     lock.acquire()
     result = _threads_while(console, tokens["viewer"], done)
-    threading.Thread(target=lambda: (done.wait(10), lock.release()), daemon=True).start()
+    threading.Thread(target=lambda: (done.wait(30), lock.release()), daemon=True).start()
 
     def deadlocked_main_thread() -> None:
         lock.acquire()  # held above: blocks until the dump has been taken
 
     deadlocked_main_thread()
-    status, text, elapsed = result[0]
-    assert status == 200 and elapsed < 1.0
+    status, text = result[0]
+    assert status == 200
     assert "deadlocked_main_thread" in text
 
 

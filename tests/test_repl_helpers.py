@@ -118,12 +118,22 @@ def test_run_returns_the_coroutines_value_from_the_app_loop(ops: Ops) -> None:
 
 
 def test_run_on_a_stuck_app_loop_times_out_cleanly(ops: Ops, app_loop: asyncio.AbstractEventLoop) -> None:
-    app_loop.call_soon_threadsafe(time.sleep, 2.0)  # the host blocks its own loop
-    time.sleep(0.1)
+    stuck, release = threading.Event(), threading.Event()
+
+    def block() -> None:  # the host blocks its own loop until the test lets it go
+        stuck.set()
+        release.wait(30)
+
+    app_loop.call_soon_threadsafe(block)
+    assert stuck.wait(10)
     t0 = time.monotonic()
-    with pytest.raises(TimeoutError, match="may be stuck"):
-        ops.run(asyncio.sleep(0, result="late"), timeout=0.5)
-    assert 0.4 < time.monotonic() - t0 < 1.5
+    try:
+        with pytest.raises(TimeoutError, match="may be stuck"):
+            ops.run(asyncio.sleep(0, result="late"), timeout=0.5)
+        # it waited its timeout, and gave up on its own: the loop is still held here
+        assert time.monotonic() - t0 > 0.4
+    finally:
+        release.set()
     # Once the loop is free again it works, and the cancelled coroutine left nothing behind.
     assert ops.run(asyncio.sleep(0, result="again"), timeout=5) == "again"
 

@@ -26,7 +26,9 @@ from tests.support import FakeClock, Operator, call, login_token
 ROOT = Path(__file__).resolve().parent.parent
 ATTACKER = "127.0.0.2"
 ATTACK_SECONDS = 20.0
-LOGIN_DEADLINE = 2.0
+# A deadline on each login under attack, not a figure: bench/slowloris.py measures login time
+# quiet and attacked side by side.
+LOGIN_DEADLINE = 10.0
 # The operator here logs in back to back, far faster than a person: not what the per-source
 # request rate is for (test_preauth_limits.py tests that).
 BACK_TO_BACK = {"unauthenticated_rate": 10_000.0, "unauthenticated_burst": 10_000}

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pyotp
 import pytest
@@ -23,12 +25,20 @@ from tests.ssh_client import PROMPT, PtyClient, known_hosts, require_openssh, ss
 from tests.support import FakeClock, Operator, audit_events
 
 
+@contextlib.contextmanager
+def _running(tmp_path: Path, keys_dir: Path, clock: FakeClock, **overrides: Any) -> Iterator[Console]:
+    require_openssh()
+    c = Console(console_settings(tmp_path, keys_dir, ssh_port=0, **overrides), clock=clock).start()
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
 @pytest.fixture
 def ssh_console(tmp_path: Path, keys_dir: Path, clock: FakeClock) -> Iterator[Console]:
-    require_openssh()
-    c = Console(console_settings(tmp_path, keys_dir, ssh_port=0), clock=clock).start()
-    yield c
-    c.stop()
+    with _running(tmp_path, keys_dir, clock) as c:
+        yield c
 
 
 def _ssh(console: Console, op: Operator, tmp_path: Path, *extra: str, command: str = "") -> PtyClient:
@@ -94,6 +104,52 @@ def test_unlisted_key_never_sees_the_totp_prompt(
         client.close()
     assert "key_not_listed" in _reasons(ssh_console)
     assert "auth.factor" not in [e["event"] for e in audit_events(ssh_console.settings.audit_path)]
+
+
+@pytest.mark.slow
+def test_obs1_slow_totp_typist_is_not_dropped(
+    tmp_path: Path, keys_dir: Path, operators: dict[str, Operator], clock: FakeClock
+) -> None:
+    """45 s at the TOTP prompt, with keepalives every 2 s once logged in: none may come before.
+
+    OpenSSH's client drops the connection over a global request that came during authentication
+    ("bad message during authentication: type 80", printed once the code is typed), so a
+    keepalive sent before login fails this test. The login grace is raised only so a slow prompt
+    on a loaded machine cannot eat into the wait.
+    """
+    alice = operators["alice"]
+    with _running(tmp_path, keys_dir, clock, ssh_keepalive=2, ssh_login_grace=120) as console:
+        client = _ssh(console, alice, tmp_path)
+        try:
+            client.expect(r"TOTP code: ")
+            client.stays_quiet(45)
+            client.send(alice.code(clock()) + "\n")
+            client.expect(PROMPT)
+            client.run("6*7", r"^42\s*$")
+            client.send("\x04")
+            assert client.wait() == 0
+        finally:
+            client.close()
+    assert "auth.login" in [e["event"] for e in audit_events(console.settings.audit_path)]
+
+
+def test_obs1_keepalives_run_once_logged_in(
+    tmp_path: Path, keys_dir: Path, operators: dict[str, Operator], clock: FakeClock
+) -> None:
+    """With a 1 s interval, OpenSSH's client (-v) logs keepalive requests after the login only."""
+    alice = operators["alice"]
+    keepalive = r"client_input_global_request: rtype keepalive@"
+    with _running(tmp_path, keys_dir, clock, ssh_keepalive=1) as console:
+        client = _ssh(console, alice, tmp_path, "-v")
+        try:
+            client.expect(r"TOTP code: ")
+            client.send(alice.code(clock()) + "\n")
+            client.expect(PROMPT)
+            logged_in = client.text.index("Authenticated to")
+            client.expect(keepalive, start=logged_in)
+            assert not re.search(keepalive, client.text[:logged_in])
+        finally:
+            client.close()
 
 
 def _refused_after_login(client: PtyClient, op: Operator, clock: FakeClock) -> str:

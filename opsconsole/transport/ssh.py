@@ -247,7 +247,6 @@ class SshServer:
         transport = _Transport(sock, disabled_algorithms=disabled_algorithms(), strict_kex=True)
         transport.name = f"opsconsole-ssh-{connection_id}"
         transport.add_server_key(self.host_key)
-        transport.set_keepalive(30)
         transport.banner_timeout = self._settings.header_timeout
 
         def refuse(reason: str, **fields: object) -> None:
@@ -264,7 +263,10 @@ class SshServer:
         shells: dict[int, ShellChannel] = {}
 
         def on_login(principal: Principal) -> None:
+            # the transport's thread, once both factors are done. Keepalives start only now:
+            # OpenSSH's client answers a global request during authentication by disconnecting.
             grace.cancel()
+            transport.set_keepalive(self._settings.ssh_keepalive)
             self.admission.authenticated(sock)
 
         def ended() -> None:
