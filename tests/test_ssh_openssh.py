@@ -107,7 +107,7 @@ def test_unlisted_key_never_sees_the_totp_prompt(
 
 
 @pytest.mark.slow
-def test_obs1_slow_totp_typist_is_not_dropped(
+def test_a_slow_totp_typist_is_not_dropped(
     tmp_path: Path, keys_dir: Path, operators: dict[str, Operator], clock: FakeClock
 ) -> None:
     """45 s at the TOTP prompt, with keepalives every 2 s once logged in: none may come before.
@@ -133,7 +133,7 @@ def test_obs1_slow_totp_typist_is_not_dropped(
     assert "auth.login" in [e["event"] for e in audit_events(console.settings.audit_path)]
 
 
-def test_obs1_keepalives_run_once_logged_in(
+def test_keepalives_run_once_logged_in(
     tmp_path: Path, keys_dir: Path, operators: dict[str, Operator], clock: FakeClock
 ) -> None:
     """With a 1 s interval, OpenSSH's client (-v) logs keepalive requests after the login only."""
