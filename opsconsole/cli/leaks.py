@@ -28,6 +28,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argp
     p.add_argument(
         "--interval",
         type=float,
+        metavar="S",
         help="start: seconds between samples (1-3600; the server's default is 30)",
     )
     p.add_argument("--format", choices=("text", "json"), default="text", help="text (default) or json")
