@@ -52,6 +52,15 @@ class Demo:
             conn.close()
 
 
+def seed_token_cache(xdg_config_home: Path, demo: Demo) -> None:
+    """Put the demo's token where the CLI looks for it (as ``opsconsole login`` would)."""
+    cache = xdg_config_home / "opsconsole" / "tokens.json"
+    if not cache.exists():
+        cache.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+        cache.write_text(json.dumps({demo.url: {"token": demo.token, "user": demo.info["user"]}}))
+        cache.chmod(0o600)
+
+
 def login(info: dict[str, Any]) -> str:
     _, ch = call(info["url"], "POST", "/ops/auth/challenge", {"user": info["user"]})
     body = {
@@ -66,11 +75,17 @@ def login(info: dict[str, Any]) -> str:
 
 
 def run_demo(
-    state: Path, *, log_in: bool = True, env: dict[str, str] | None = None, stderr: IO[str] | None = None
+    state: Path,
+    *,
+    log_in: bool = True,
+    env: dict[str, str] | None = None,
+    stderr: IO[str] | None = None,
+    args: tuple[str, ...] = (),
 ) -> Iterator[Demo]:
     """Start ``opsconsole demo`` on free ports; stop it with SIGINT (as Ctrl-C) afterwards.
 
-    With ``log_in=False`` the token is empty (each TOTP step logs in only once).
+    ``args`` are more ``opsconsole demo`` options. With ``log_in=False`` the token is empty
+    (each TOTP step logs in only once).
     The process's output is in ``demo.output`` once the generator has finished; its stderr
     in ``demo.errors``, or in the file ``stderr`` if given (a pipe read only at the end
     could fill and block the demo).
@@ -91,6 +106,7 @@ def run_demo(
             "0",
             "--ssh-port",
             "0",
+            *args,
         ],
         env=env,
         stdout=subprocess.PIPE,

@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pty
 import re
+import select
 import signal
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +20,7 @@ import pytest
 
 from opsconsole.console import Console
 from tests.conftest import console_settings
-from tests.demo_process import run_demo
+from tests.demo_process import run_demo, seed_token_cache
 from tests.support import FakeClock, Operator, audit_events, call, keygen, run_cli
 
 
@@ -273,3 +277,208 @@ def test_demo_and_the_curl_recipe(tmp_path: Path, cli_env: dict[str, str]) -> No
         next(runner, None)  # SIGINT, as Ctrl-C
     assert demo.proc.returncode == 0, demo.errors
     assert info["url"] in demo.output and "opsconsole login" in demo.output and "stopped" in demo.output
+
+
+def _log_in(console: Console, op: Operator, clock: FakeClock, env: dict[str, str]) -> None:
+    out = run_cli(
+        "login",
+        console.url,
+        "--user",
+        op.user,
+        "--identity",
+        str(op.key),
+        "--totp",
+        op.code(clock()),
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr
+
+
+def test_leak_detector_verbs_start_report_stop(
+    console: Console, operators: dict[str, Operator], clock: FakeClock, cli_env: dict[str, str]
+) -> None:
+    top = run_cli("--help", env=cli_env)
+    assert top.returncode == 0 and "leaks" in top.stdout
+    helped = run_cli("leaks", "--help", env=cli_env)
+    assert helped.returncode == 0
+    assert all(word in helped.stdout for word in ("start", "stop", "report", "--interval"))
+    _log_in(console, operators["alice"], clock, cli_env)
+
+    before = run_cli("leaks", console.url, "report", env=cli_env)
+    assert before.returncode == 0, before.stderr
+    assert "never started" in before.stdout
+    started = run_cli("leaks", console.url, "start", "--interval", "2", env=cli_env)
+    assert started.returncode == 0, started.stderr
+    assert "running every 2 s" in started.stdout
+    assert console.diagnostics.leak_detector.running
+    again = run_cli("leaks", console.url, "start", env=cli_env)
+    assert again.returncode == 1 and "already running every 2 s" in again.stderr
+    report = run_cli("leaks", console.url, "report", "--format", "json", env=cli_env)
+    assert report.returncode == 0, report.stderr
+    data = json.loads(report.stdout)
+    assert data["running"] is True and data["interval"] == 2.0
+    stopped = run_cli("leaks", console.url, "stop", env=cli_env)
+    assert stopped.returncode == 0, stopped.stderr
+    assert "stopped" in stopped.stdout
+    assert not console.diagnostics.leak_detector.running
+    events = [e["event"] for e in audit_events(console.settings.audit_path)]
+    # the refused second start is audited too: requests are recorded before they run
+    assert [e for e in events if e.startswith("dump.leaks_")] == [
+        "dump.leaks_start",
+        "dump.leaks_start",
+        "dump.leaks_stop",
+    ]
+    wrong = run_cli("leaks", console.url, "stop", "--interval", "5", env=cli_env)
+    assert wrong.returncode == 2 and "--interval only goes with start" in wrong.stderr
+    bad = run_cli("leaks", console.url, "start", "--interval", "0.1", env=cli_env)
+    assert bad.returncode == 1 and "interval" in bad.stderr
+    assert not console.diagnostics.leak_detector.running
+
+
+def test_viewer_cannot_start_the_leak_detector_from_the_cli(
+    console: Console, operators: dict[str, Operator], clock: FakeClock, cli_env: dict[str, str]
+) -> None:
+    _log_in(console, operators["bob"], clock, cli_env)
+    out = run_cli("leaks", console.url, "start", env=cli_env)
+    assert out.returncode == 1 and "403" in out.stderr
+    assert not console.diagnostics.leak_detector.running
+    assert run_cli("leaks", console.url, "report", env=cli_env).returncode == 0
+
+
+def test_second_login_with_the_same_code_says_it_was_used(
+    console: Console, operators: dict[str, Operator], clock: FakeClock, cli_env: dict[str, str]
+) -> None:
+    op = operators["alice"]
+    code = op.code(clock())
+    args = ("login", console.url, "--user", "alice", "--identity", str(op.key), "--totp", code)
+    assert run_cli(*args, env=cli_env).returncode == 0
+    used = Path(cli_env["XDG_CONFIG_HOME"]) / "opsconsole" / "used_totp.json"
+    assert used.stat().st_mode & 0o777 == 0o600
+    assert code not in used.read_text()  # a digest, not the code
+    again = run_cli(*args, env=cli_env)
+    assert again.returncode == 1
+    assert "401" in again.stderr and "this code was already used; wait for the next one" in again.stderr
+    # A wrong code is still only a failure: the hint is for the code this client just used.
+    wrong = run_cli(*args[:-1], "000000" if code != "000000" else "111111", env=cli_env)
+    assert wrong.returncode == 1 and "already used" not in wrong.stderr
+    # The next step's code logs in.
+    clock.advance(30)
+    assert run_cli(*args[:-1], op.code(clock()), env=cli_env).returncode == 0
+
+
+def test_dump_diff_without_base_says_base_is_required(
+    console: Console, operators: dict[str, Operator], clock: FakeClock, cli_env: dict[str, str]
+) -> None:
+    _log_in(console, operators["alice"], clock, cli_env)
+    out = run_cli("dump", console.url, "diff", env=cli_env)
+    assert out.returncode == 2
+    assert "dump diff needs --base NAME" in out.stderr and "1-64" not in out.stderr
+    assert not [e for e in audit_events(console.settings.audit_path) if e["event"].startswith("dump.")]
+
+
+def test_dump_snapshots_is_a_table(
+    console: Console, operators: dict[str, Operator], clock: FakeClock, cli_env: dict[str, str]
+) -> None:
+    _log_in(console, operators["alice"], clock, cli_env)
+    assert run_cli("dump", console.url, "heap", env=cli_env).returncode == 0
+    token = json.loads((Path(cli_env["XDG_CONFIG_HOME"]) / "opsconsole" / "tokens.json").read_text())[
+        console.url
+    ]["token"]
+    assert call(console.url, "POST", "/ops/heap/start?frames=1", {}, token=token)[0] == 200
+    try:
+        assert call(console.url, "POST", "/ops/heap/snapshots", {"name": "tbl"}, token=token)[0] == 201
+        text = run_cli("dump", console.url, "snapshots", env=cli_env)
+        assert text.returncode == 0, text.stderr
+        assert "tbl" in text.stdout and not text.stdout.lstrip().startswith("{")
+        data = run_cli("dump", console.url, "snapshots", "--format", "json", env=cli_env)
+        assert data.returncode == 0, data.stderr
+        assert [s["name"] for s in json.loads(data.stdout)["snapshots"]] == ["tbl"]
+    finally:
+        call(console.url, "POST", "/ops/heap/stop", {}, token=token)
+
+
+def test_heapsnapshot_progress_only_on_a_terminal(
+    console: Console,
+    operators: dict[str, Operator],
+    clock: FakeClock,
+    cli_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    _log_in(console, operators["alice"], clock, cli_env)
+    piped = run_cli("dump", console.url, "heapsnapshot", "-o", str(tmp_path / "a.heapsnapshot"), env=cli_env)
+    assert piped.returncode == 0, piped.stderr
+    assert "\r" not in piped.stderr and " KiB" not in piped.stderr
+    assert piped.stderr.startswith("saved ") and (tmp_path / "a.heapsnapshot").stat().st_size > 256 * 1024
+
+    # stderr a terminal: the progress line is drawn (and ended before "saved").
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "opsconsole",
+                "dump",
+                console.url,
+                "heapsnapshot",
+                "-o",
+                str(tmp_path / "b"),
+            ],
+            env=cli_env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=slave,
+        )
+        os.close(slave)
+        shown = b""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                break
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            shown += chunk
+        assert proc.wait(timeout=30) == 0, shown
+    finally:
+        os.close(master)
+    assert b"\r" in shown and b" KiB" in shown and b"\r\nsaved " in shown
+
+
+def test_demo_leak_interval_starts_the_detector(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    runner = run_demo(tmp_path / "demo", env=cli_env, args=("--leak-interval", "1"))
+    demo = next(runner)
+    try:
+        seed_token_cache(Path(cli_env["XDG_CONFIG_HOME"]), demo)
+        report = run_cli("leaks", demo.url, "report", env=cli_env)
+        assert report.returncode == 0, report.stderr
+        assert "running every 1 s" in report.stdout
+        stopped = run_cli("leaks", demo.url, "stop", env=cli_env)
+        assert stopped.returncode == 0 and "stopped" in stopped.stdout, stopped.stderr
+    finally:
+        next(runner, None)
+    assert demo.proc.returncode == 0, demo.errors
+    assert "Leak detector (running every 1 s)" in demo.output
+    assert f"opsconsole leaks {demo.url} report" in demo.output
+
+
+def test_demo_refuses_a_leak_interval_under_a_second(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    out = run_cli(
+        "demo",
+        "--state",
+        str(tmp_path / "demo"),
+        "--port",
+        "0",
+        "--app-port",
+        "0",
+        "--ssh-port",
+        "-1",
+        "--leak-interval",
+        "0.5",
+        env=cli_env,
+    )
+    assert out.returncode == 2 and "leak_interval" in out.stderr and "at least 1 second" in out.stderr

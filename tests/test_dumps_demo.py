@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.demo_process import Demo, run_demo
+from tests.demo_process import Demo, run_demo, seed_token_cache
 from tests.support import run_cli
 
 
@@ -93,11 +93,7 @@ def _cli(demo: Demo, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[
     """``opsconsole ARGS`` as another process, logged in through the token cache."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPSCONSOLE_")}
     env["XDG_CONFIG_HOME"] = str(tmp_path / "xdg")
-    cache = tmp_path / "xdg" / "opsconsole" / "tokens.json"
-    if not cache.exists():
-        cache.parent.mkdir(parents=True, mode=0o700)
-        cache.write_text(json.dumps({demo.url: {"token": demo.token, "user": "demo"}}))
-        cache.chmod(0o600)
+    seed_token_cache(tmp_path / "xdg", demo)
     return run_cli(*args, env=env)
 
 

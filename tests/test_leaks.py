@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from opsconsole.diagnostics import leaks, trend
+from opsconsole.diagnostics import leak_report, leaks, trend
 from opsconsole.diagnostics.leaks import LeakDetector
 from opsconsole.diagnostics.render import to_data, to_text
 from opsconsole.errors import InvalidRequestError, StateError
@@ -220,3 +220,76 @@ def test_waves_of_churn_give_no_leak_over_60_samples(wave_run: WaveRun) -> None:
     # The churning class was tracked (it grew most at times) and judged not leaking.
     assert f"{__name__}.WaveItem" in rows
     assert not rows[f"{__name__}.WaveItem"]["leaking"]
+
+
+def _copy(n: int, types: dict[str, list[float]]) -> leak_report.RunCopy:
+    """A run of ``n`` samples one second apart with a flat RSS and the given class series."""
+    nan = float("nan")
+    return leak_report.RunCopy(
+        running=True,
+        interval=1.0,
+        started_at=0.0,
+        t=[float(i) for i in range(n)],
+        rss=[50e6] * n,
+        traced=[nan] * n,
+        types=types,
+        mean_size={},
+        sites=[],
+        sample_seconds=0.0,
+    )
+
+
+def test_a_class_tracked_one_sample_late_gets_no_verdict_until_it_can_be_tested() -> None:
+    # The issue's case: the leaking class is tracked from the second sample (the first census
+    # is its baseline), so at 16 samples its series has 15: too few for the trend test.
+    nan = float("nan")
+    for n in range(2, 41):  # the class is tracked from the second sample on
+        r = leak_report.build(_copy(n, {"app.Leaky": [nan] + [100.0 + 20 * i for i in range(1, n)]}))
+        if n <= trend.MIN_SAMPLES:
+            assert (r.verdict, r.confidence) == ("insufficient_data", 0.0), n
+            assert (r.samples, r.needed) == (n, trend.MIN_SAMPLES + 1)
+            assert f"verdict: not enough samples yet ({n} of {trend.MIN_SAMPLES + 1})" in to_text(r)
+            assert to_data(r)["needed"] == trend.MIN_SAMPLES + 1
+        else:
+            assert r.verdict == "leak" and r.confidence >= trend.LEAK_CONFIDENCE, n
+            assert "LEAK" in to_text(r)
+
+
+def test_flat_series_give_no_leak_only_once_testable() -> None:
+    for n in range(1, 30):
+        r = leak_report.build(_copy(n, {"app.Flat": [500.0] * n}))
+        if n < trend.MIN_SAMPLES:
+            assert (r.verdict, r.confidence, r.needed) == ("insufficient_data", 0.0, trend.MIN_SAMPLES)
+        else:
+            assert (r.verdict, r.confidence) == ("no_leak", 1.0), n
+
+
+class Obs5Leak:
+    """Kept forever by the sample-by-sample test."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+
+def test_detector_driven_sample_by_sample_never_answers_before_it_can() -> None:
+    detector = LeakDetector()
+    kept: list[Obs5Leak] = []
+    verdicts: list[str] = []
+    for i in range(3 * trend.MIN_SAMPLES):
+        kept.extend(Obs5Leak(i) for _ in range(50))
+        detector.sample()
+        r = detector.report()
+        verdicts.append(r.verdict)
+        if r.verdict != "insufficient_data":
+            break
+        assert r.confidence == 0.0 and r.samples < r.needed
+        assert f"not enough samples yet ({r.samples} of {r.needed})" in to_text(r)
+    # The first verdict comes with the class's series long enough for the test, and it is right.
+    assert r.verdict == "leak", (verdicts, r.growth[:3])
+    assert verdicts[:-1] == ["insufficient_data"] * (len(verdicts) - 1)
+    assert len(verdicts) > trend.MIN_SAMPLES
+    row = next(g for g in r.growth if g.type.endswith("Obs5Leak"))
+    assert row.leaking and row.confidence >= trend.LEAK_CONFIDENCE
+    series = r.history.types[row.type]
+    assert sum(y is not None for y in series) >= trend.MIN_SAMPLES
+    del kept

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from opsconsole.diagnostics import trend
+from opsconsole.diagnostics import leaks, trend
 
 SECONDS = [float(i) for i in range(60)]
 
@@ -89,3 +89,18 @@ def test_random_noise_rarely_leaks() -> None:
         trend.assess(SECONDS, [rng.gauss(1000, 50) for _ in SECONDS], min_rise=32).leaking for _ in range(300)
     )
     assert flagged <= 3  # the threshold is 0.999 per series
+
+
+def test_from_min_samples_on_a_perfect_rise_always_reaches_leak_confidence() -> None:
+    # The verdict waits for MIN_SAMPLES; from there on every window size must be able to say
+    # "leak", or the detector answers "no leak" only because its blocks came out too few.
+    for n in range(trend.MIN_SAMPLES, leaks.HISTORY + 1):
+        ts = [float(i) for i in range(n)]
+        _xs, lows = trend.floors(ts, [float(i) for i in range(n)])
+        assert len(lows) >= trend.MIN_FLOORS, n
+        t = trend.assess(ts, [10.0 * i for i in range(n)], min_rise=1.0)
+        assert t.leaking and t.confidence >= trend.LEAK_CONFIDENCE, (n, t)
+    short = trend.MIN_SAMPLES - 1
+    assert trend.assess([float(i) for i in range(short)], [10.0 * i for i in range(short)], min_rise=1.0) == (
+        trend.NO_TREND
+    )

@@ -12,6 +12,7 @@ import urllib.parse
 from pathlib import Path
 
 from opsconsole.cli.client import Client
+from opsconsole.errors import ClientError
 
 # WHAT → (method, path). Text-capable routes take ?format=text.
 ROUTES: dict[str, tuple[str, str]] = {
@@ -65,26 +66,30 @@ def query_for(args: argparse.Namespace) -> dict[str, str]:
         "top": None if args.top is None else str(args.top),
         "seconds": None if args.seconds is None else str(args.seconds),
     }
-    if args.what not in ("snapshot", "snapshots"):
+    if args.what != "snapshot":
         params["format"] = args.format
     return {k: v for k, v in params.items() if v is not None}
+
+
+def check(args: argparse.Namespace) -> None:
+    """Refuse, before any request, what the server would refuse less clearly."""
+    if args.what == "snapshot" and not args.name:
+        raise ClientError("dump snapshot needs --name NAME (see: opsconsole dump URL snapshots)")
+    if args.what == "diff" and not args.base:
+        raise ClientError(
+            "dump diff needs --base NAME, the snapshot to compare from (see: opsconsole dump URL snapshots)"
+        )
 
 
 def run(client: Client, args: argparse.Namespace) -> int:
     method, path = ROUTES[args.what]
     if args.what == "snapshot":
-        if not args.name:
-            raise SystemExit("opsconsole dump snapshot needs --name NAME")
         dest = args.output or Path(f"{args.name}.tracemalloc")
-        size = client.download(path + urllib.parse.quote(args.name, safe=""), dest, _progress)
-        print(f"\nsaved {size} bytes to {dest}", file=sys.stderr)
-        return 0
+        return _save(client, path + urllib.parse.quote(args.name, safe=""), dest)
     if args.what == "heapsnapshot":  # streamed to the file; open it in Chrome DevTools (Memory → Load)
         dest = args.output or Path("opsconsole.heapsnapshot")
         query = f"?contents={args.contents}" if args.contents else ""
-        size = client.download(path + query, dest, _progress)
-        print(f"\nsaved {size} bytes to {dest}", file=sys.stderr)
-        return 0
+        return _save(client, path + query, dest)
     query = urllib.parse.urlencode(query_for(args))
     body = client.fetch(method, f"{path}?{query}" if query else path, {} if method == "POST" else None)
     if args.output is not None:
@@ -95,6 +100,19 @@ def run(client: Client, args: argparse.Namespace) -> int:
         if not body.endswith(b"\n"):
             sys.stdout.write("\n")
     return 0
+
+
+def _save(client: Client, path: str, dest: Path) -> int:
+    """Stream ``path`` into ``dest``. The ``\\r`` progress line is drawn only on a terminal: in a
+    log (stderr a pipe or a file) it would make one endless line."""
+    tty = sys.stderr.isatty()
+    size = client.download(path, dest, _progress if tty else _quiet)
+    print(("\n" if tty else "") + f"saved {size} bytes to {dest}", file=sys.stderr)
+    return 0
+
+
+def _quiet(done: int, total: int | None) -> None:
+    pass
 
 
 def _progress(done: int, total: int | None) -> None:

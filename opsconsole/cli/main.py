@@ -15,6 +15,7 @@ from pathlib import Path
 from opsconsole.audit import head, verify_file
 from opsconsole.cli import dump as dump_mod
 from opsconsole.cli import enroll as enroll_mod
+from opsconsole.cli import leaks as leaks_mod
 from opsconsole.cli import login as login_mod
 from opsconsole.cli.client import Client, TokenCache
 from opsconsole.errors import AuditChainError, ClientError, OpsConsoleError
@@ -48,6 +49,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction[
     p.set_defaults(func=cmd_enroll)
 
     dump_mod.add_parser(sub).set_defaults(func=cmd_dump)
+    leaks_mod.add_parser(sub).set_defaults(func=cmd_leaks)
 
     p = sub.add_parser("connect", help="the REPL in this terminal (Ctrl-] leaves)")
     p.add_argument("url")
@@ -81,7 +83,11 @@ def cmd_login(args: argparse.Namespace) -> int:
     key = login_mod.choose_signer(args.identity)
     client = Client(args.url)
     result = login_mod.login(
-        client, user=args.user, key=key, totp=lambda: args.totp or getpass.getpass("TOTP code: ")
+        client,
+        user=args.user,
+        key=key,
+        totp=lambda: args.totp or getpass.getpass("TOTP code: "),
+        used=login_mod.UsedCodes(),
     )
     TokenCache().put(args.url, result.token, args.user)
     print(
@@ -98,7 +104,13 @@ def _authed(url: str) -> Client:
 
 
 def cmd_dump(args: argparse.Namespace) -> int:
+    dump_mod.check(args)  # a missing option is reported before the token is looked up
     return dump_mod.run(_authed(args.url), args)
+
+
+def cmd_leaks(args: argparse.Namespace) -> int:
+    leaks_mod.check(args)
+    return leaks_mod.run(_authed(args.url), args)
 
 
 def cmd_connect(args: argparse.Namespace) -> int:

@@ -54,6 +54,10 @@ class LeakReport:
     running: bool
     interval: float  # seconds between samples (0.0: never started)
     samples: int  # in the history window
+    # Samples the window must hold before every tracked series can be tested (the trend test's
+    # ``trend.MIN_SAMPLES`` since the youngest series was first sampled); until then the
+    # verdict is "insufficient_data" with confidence 0.
+    needed: int
     verdict: Verdict
     confidence: float
     rss_bytes_per_min: float
@@ -109,6 +113,26 @@ def _site_rates(snaps: Sequence[tuple[float, dict[str, int]]]) -> tuple[SiteGrow
     return tuple(rates[:SITES_SHOWN])
 
 
+def _span(ys: Sequence[float]) -> int:
+    """Samples since the series was first sampled (0 if it never was in the window)."""
+    for i, y in enumerate(ys):
+        if not math.isnan(y):
+            return len(ys) - i
+    return len(ys)  # never sampled in the window: nothing to wait for
+
+
+def needed_samples(run: RunCopy) -> int:
+    """How many samples the window needs before the trend test can judge every series.
+
+    A class is tracked from the sample it first grew, so its series starts later than the run:
+    judging the run "no leak" before that class has ``trend.MIN_SAMPLES`` samples would be a
+    confident answer from a test that has not run.
+    """
+    n = len(run.t)
+    youngest = min((_span(ys) for ys in (run.rss, *run.types.values())), default=n)
+    return n + max(0, trend.MIN_SAMPLES - min(youngest, n))
+
+
 def _ints(ys: Sequence[float]) -> tuple[int | None, ...]:
     return tuple(None if math.isnan(y) else int(y) for y in ys)
 
@@ -131,10 +155,11 @@ def build(run: RunCopy) -> LeakReport:
         )
     rows.sort(key=lambda r: (not r.leaking, -r.objects_per_min, r.type))
     verdict: Verdict
-    if len(ts) < trend.MIN_SAMPLES:
-        verdict, confidence = "insufficient_data", 0.0
-    elif any(j.leaking for j in judged):
+    needed = needed_samples(run)
+    if any(j.leaking for j in judged):  # a series the test could judge grows: that is decided
         verdict, confidence = "leak", max(j.confidence for j in judged if j.leaking)
+    elif len(ts) < needed:
+        verdict, confidence = "insufficient_data", 0.0
     else:
         # How sure that nothing grows: doubt comes only from series that did rise materially.
         verdict, confidence = "no_leak", 1.0 - max((j.confidence for j in judged if j.material), default=0.0)
@@ -142,6 +167,7 @@ def build(run: RunCopy) -> LeakReport:
         running=run.running,
         interval=run.interval,
         samples=len(ts),
+        needed=needed,
         verdict=verdict,
         confidence=confidence,
         rss_bytes_per_min=rss.slope * 60.0,

@@ -7,7 +7,8 @@ rising most of the time, its samples are strongly autocorrelated, and a Mann–K
 them calls three rising teeth (60 samples) a trend with z ≈ 3.6. So:
 
 1. the samples are cut into ``BLOCKS`` consecutive blocks (at least ``MIN_BLOCK`` samples
-   each, the newest samples kept) and each block is reduced to its minimum: the floor;
+   each, the newest samples kept; never fewer than ``MIN_FLOORS`` blocks once there are
+   ``MIN_SAMPLES``) and each block is reduced to its minimum: the floor;
 2. a one-sided Mann–Kendall test (with the tie correction) on the floors gives the
    confidence that the floor rises — with 10 floors a perfect rise is z = 3.9;
 3. the Theil–Sen slope of the floors (the median of the pairwise slopes, robust to a few
@@ -31,7 +32,8 @@ from dataclasses import dataclass
 
 BLOCKS = 10
 MIN_BLOCK = 2
-MIN_SAMPLES = 16  # 8 floors: the fewest that can reach LEAK_CONFIDENCE
+MIN_FLOORS = 8  # the fewest floors whose perfect rise reaches LEAK_CONFIDENCE
+MIN_SAMPLES = MIN_FLOORS * MIN_BLOCK
 LEAK_CONFIDENCE = 0.999
 
 
@@ -53,7 +55,10 @@ def floors(ts: Sequence[float], ys: Sequence[float]) -> tuple[list[float], list[
     pts = [(t, y) for t, y in zip(ts, ys, strict=True) if not math.isnan(y)]
     if len(pts) < MIN_BLOCK * 2:
         return [], []
-    size = max(MIN_BLOCK, math.ceil(len(pts) / BLOCKS))
+    # Rounded down, so that from MIN_SAMPLES on there are always at least MIN_FLOORS blocks
+    # (rounding up gave 7 blocks of 3 at 21 samples: a perfect rise could not reach
+    # LEAK_CONFIDENCE there, and the detector said "no leak").
+    size = max(MIN_BLOCK, len(pts) // BLOCKS)
     count = min(BLOCKS, len(pts) // size)
     pts = pts[len(pts) - size * count :]
     xs: list[float] = []

@@ -109,6 +109,13 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--port", type=int, default=8780, help="console port (0 = any free port)")
     p.add_argument("--app-port", type=int, default=8000, help="demo app port (0 = any free port)")
     p.add_argument("--ssh-port", type=int, default=8722, help="SSH port (0 = any free port, -1 = off)")
+    p.add_argument(
+        "--leak-interval",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="start the leak detector, sampling every S seconds (at least 1; default 0 = off)",
+    )
     p.set_defaults(func=lambda args: asyncio.run(serve(args)))
 
 
@@ -126,6 +133,7 @@ async def serve(args: argparse.Namespace) -> int:
         authorized_keys=st.keys_dir / "authorized_keys",
         totp_secrets=st.keys_dir / "totp_secrets",
         ssh_port=None if args.ssh_port < 0 else args.ssh_port,
+        leak_interval=args.leak_interval,
     )
     info = {
         "url": console.url,
@@ -142,7 +150,7 @@ async def serve(args: argparse.Namespace) -> int:
         # what `ssh` would ask the operator to confirm, written down so the demo's command pins it
         key = console.ssh.host_key
         known_hosts.write_text(f"[127.0.0.1]:{console.ssh_port} {key.get_name()} {key.get_base64()}\n")
-    _print_banner(info, st)
+    _print_banner(info, st, args.leak_interval)
     if console.ssh is not None:
         print(
             f"""Or over SSH (key, then the TOTP code; host key {console.ssh.fingerprint}):
@@ -163,9 +171,10 @@ async def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_banner(info: dict[str, Any], st: DemoState) -> None:
+def _print_banner(info: dict[str, Any], st: DemoState, leak_interval: float) -> None:
     uri = opsconsole_uri(st.totp_secret)
     cli = _cli_command()
+    leaks = f"running every {leak_interval:g} s" if leak_interval > 0 else "off"
     print(
         f"""opsconsole demo
   app      {info["app_url"]}/      (/leak keeps one more LeakyRecord per call;
@@ -179,6 +188,9 @@ Log in (key file, or ssh-add it and drop --identity):
   {cli} whoami {info["url"]}
   {cli} open {info["url"]} --view memory      (the memory dashboard)
 Each TOTP code logs in once: for a second login, wait for the next code.
+
+Leak detector ({leaks}):
+  {cli} leaks {info["url"]} report    (also: start --interval S, stop)
 
 The TOTP code comes from an authenticator app (scan below) or, for scripts,
 from the totp_secret in demo.json. Ctrl-C stops the demo.
@@ -209,6 +221,10 @@ def opsconsole_uri(secret: str) -> str:
 if __name__ == "__main__":
     sys.exit(
         asyncio.run(
-            serve(argparse.Namespace(state=Path(".opsconsole-demo"), port=8780, app_port=8000, ssh_port=8722))
+            serve(
+                argparse.Namespace(
+                    state=Path(".opsconsole-demo"), port=8780, app_port=8000, ssh_port=8722, leak_interval=0.0
+                )
+            )
         )
     )

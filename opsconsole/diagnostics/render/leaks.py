@@ -16,7 +16,6 @@ SHOWN = 15
 _VERDICT = {
     "leak": "LEAK",
     "no_leak": "no leak",
-    "insufficient_data": "not enough samples yet",
 }
 
 
@@ -32,7 +31,11 @@ def leaks_text(r: LeakReport) -> str:
     since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started_at))
     lines = [
         f"leak detector: {state}, since {since}; {r.samples} samples ({r.sample_seconds * 1000:.0f} ms each)",
-        f"verdict: {_VERDICT[r.verdict]} (confidence {r.confidence:.3f})",
+        (
+            f"verdict: not enough samples yet ({r.samples} of {r.needed})"
+            if r.verdict == "insufficient_data"
+            else f"verdict: {_VERDICT[r.verdict]} (confidence {r.confidence:.3f})"
+        ),
         f"rss: {_rate(r.rss_bytes_per_min)}"
         + ("" if r.traced_bytes_per_min is None else f"; traced: {_rate(r.traced_bytes_per_min)}"),
     ]

@@ -135,10 +135,11 @@ window.opsMemory = (() => {
     const verdict = {
       leak: "leak",
       no_leak: "no leak",
-      insufficient_data: `not enough samples yet (${r.samples})`,
+      insufficient_data: `not enough samples yet (${r.samples} of ${r.needed})`,
     }[r.verdict];
     const rss = `RSS ${r.rss_bytes_per_min >= 0 ? "+" : ""}${bytes(r.rss_bytes_per_min)}/min`;
-    setState($("leak-verdict"), `verdict: ${verdict} · confidence ${r.confidence.toFixed(3)} · ${rss}`, r.verdict === "leak");
+    const sure = r.verdict === "insufficient_data" ? "" : ` · confidence ${r.confidence.toFixed(3)}`;
+    setState($("leak-verdict"), `verdict: ${verdict}${sure} · ${rss}`, r.verdict === "leak");
     const body = $("leak-growth").tBodies[0];
     body.replaceChildren();
     for (const g of r.growth.slice(0, 20)) {
