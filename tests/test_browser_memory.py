@@ -95,7 +95,8 @@ def test_memory_dashboard_in_chromium(
 def test_a_link_with_view_memory_opens_on_the_dashboard(
     browser: Browser, console: Console, operators: dict[str, Operator], clock: FakeClock
 ) -> None:
-    # what `opsconsole open URL --view memory` prints: the one-time link plus `&view=memory`
+    # README "The memory dashboard": what `opsconsole open URL --view memory` prints, the
+    # one-time link plus `&view=memory`
     w = Watched(browser)
     page = w.page
     page.goto(ticket_url(console, operators["alice"], clock) + "&view=memory")

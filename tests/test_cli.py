@@ -450,6 +450,7 @@ def test_heapsnapshot_progress_only_on_a_terminal(
 
 
 def test_demo_leak_interval_starts_the_detector(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    # README "The leak detector": the demo run with --leak-interval, then `leaks URL report`
     runner = run_demo(tmp_path / "demo", env=cli_env, args=("--leak-interval", "1"))
     demo = next(runner)
     try:
