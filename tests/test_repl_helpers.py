@@ -66,6 +66,15 @@ def test_help_lists_every_helper(ops: Ops, capsys: pytest.CaptureFixture[str]) -
     assert "ops.help()" in repr(ops)
 
 
+def test_the_readme_shows_the_real_help(ops: Ops, capsys: pytest.CaptureFixture[str]) -> None:
+    # README "The REPL inside the process": its `ops.help()` sample is this output, as printed
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    sample = re.search(r"^>>> ops\.help\(\)\n(.*?)^```", readme, re.MULTILINE | re.DOTALL)
+    assert sample is not None, "README: the ops.help() sample"
+    ops.help()
+    assert sample.group(1) == capsys.readouterr().out
+
+
 def test_growth_names_the_class_that_grew(ops: Ops, capsys: pytest.CaptureFixture[str]) -> None:
     ops.baseline("before-widgets")
     KEEP.extend(LeakyWidget() for _ in range(3000))
