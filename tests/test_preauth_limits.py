@@ -6,22 +6,11 @@ from __future__ import annotations
 
 import http.client
 import socket
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from opsconsole.console import Console
 from tests.conftest import console_settings
-from tests.support import FakeClock, Operator, audit_events, call, login_token
-
-
-def _wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
+from tests.support import FakeClock, Operator, audit_events, call, login_token, wait_until
 
 
 def _failures(console: Console) -> int:
@@ -74,14 +63,16 @@ def test_an_authenticated_connection_no_longer_counts_against_its_source(
     with Console(settings, clock=clock).start() as console:
         token = login_token(console.url, operators["alice"], clock())
         admission = console.http_admission
-        assert _wait_until(lambda: admission.pending("127.0.0.1") == 0)  # the login's connections closed
+        wait_until(
+            lambda: admission.pending("127.0.0.1") == 0, 30, "no pending connection"
+        )  # the login's connections closed
         kept = http.client.HTTPConnection("127.0.0.1", console.port, timeout=10)
         held: list[socket.socket] = []
         try:
             kept.request("GET", "/ops/whoami", headers={"Authorization": f"Bearer {token}"})
             assert kept.getresponse().read() and admission.pending("127.0.0.1") == 0
             held = [_partial_request(console.port) for _ in range(2)]
-            assert _wait_until(lambda: admission.pending("127.0.0.1") == 2)
+            wait_until(lambda: admission.pending("127.0.0.1") == 2, 30, "two pending connections")
             # the source's share is taken: the next one is closed at accept, unanswered
             with socket.create_connection(("127.0.0.1", console.port), timeout=10) as extra:
                 assert extra.recv(1) == b""

@@ -24,7 +24,7 @@ import pytest
 from opsconsole.console import Console
 from tests.conftest import console_settings
 from tests.demo_process import run_demo
-from tests.support import FakeClock, Operator, audit_events, login_token, repl_sessions_ended
+from tests.support import FakeClock, Operator, audit_events, login_token, repl_sessions_ended, wait_until
 from tests.test_console import _cert
 
 SOURCES = ("127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5")
@@ -233,10 +233,7 @@ def test_a_terminal_client_that_stops_reading_leaves_no_traceback(
     sock = _raw_terminal(console, op_token)
     try:
         _print_forever(sock)
-        deadline = time.monotonic() + 60
-        while not _refusals(console, "ws_slow_client"):
-            assert time.monotonic() < deadline, "the client that stopped reading was never dropped"
-            time.sleep(0.1)
+        wait_until(lambda: _refusals(console, "ws_slow_client"), 60, "the reading-stopped client dropped")
     finally:
         _reset(sock)
     _settled(host_log)
@@ -286,10 +283,7 @@ def test_ssh_sockets_without_a_banner_leave_no_traceback(
                 _reset(sock)
             else:
                 sock.close()
-        deadline = time.monotonic() + 30
-        while _transport_threads():
-            assert time.monotonic() < deadline, _transport_threads()
-            time.sleep(0.05)
+        wait_until(lambda: not _transport_threads(), 30, "every SSH transport thread ended")
     finally:
         c.stop()
     assert host_log.tracebacks() == [], "\n".join(host_log.lines)
