@@ -146,13 +146,23 @@ def login_token(url: str, op: Operator, at: float) -> str:
     return str(answer["token"])
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> None:
+def wait_until(
+    predicate: Callable[[], object],
+    timeout: float = 10.0,
+    what: str = "condition",
+    *,
+    interval: float = 0.005,
+) -> None:
     """Poll ``predicate`` until it is true; fail after ``timeout`` seconds (a deadline, not a claim
-    about speed: keep it generous, the suite runs on loaded machines)."""
+    about speed: keep it generous, the suite runs on loaded machines).
+
+    The one poll of the suite: for conditions nothing notifies (a kernel queue, a thread list,
+    a file another process writes), sleeping ``interval`` between looks is the only way to wait.
+    """
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, f"{what} not met within {timeout} s"
-        time.sleep(0.005)
+        time.sleep(interval)
 
 
 def repl_sessions_ended(timeout: float = 10.0) -> bool:

@@ -196,11 +196,12 @@ def _backed_up(console: Console, sock: socket.socket) -> None:
     # on Tornado holds the writes, and their futures are in flight.
     server, client = ("127.0.0.1", console.port), sock.getsockname()
     sizes: list[int | None] = []
-    deadline = time.monotonic() + 60
-    while len(sizes) < 3 or not sizes[-1] or len(set(sizes[-3:])) > 1:
-        assert time.monotonic() < deadline, f"the console's send queue never filled: {sizes[-5:]}"
+
+    def full() -> bool:
         sizes.append(_send_queue(server, client))
-        time.sleep(0.05)
+        return len(sizes) >= 3 and bool(sizes[-1]) and len(set(sizes[-3:])) == 1
+
+    wait_until(full, 60, "the console's send queue filled", interval=0.05)
 
 
 def _reset(sock: socket.socket) -> None:

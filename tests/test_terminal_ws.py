@@ -7,6 +7,7 @@ import asyncio
 import json
 import resource
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -70,15 +71,19 @@ async def test_two_sessions_never_see_each_other(console: Console, op_token: str
         await b.close()
 
 
+_GATES: dict[str, threading.Event] = {}  # what a REPL line in a test waits on, by test
+
+
 async def test_a_blocking_eval_freezes_only_its_own_session(
     console: Console, op_token: str, tmp_path: Path
 ) -> None:
-    gate = tmp_path / "gate"  # a's eval holds (at most 60 s) until the test creates this file
+    # a's eval waits (at most 60 s) on an Event of this module: the REPL runs in this process
+    gate = _GATES[tmp_path.name] = threading.Event()
     a, b = await ready(console, op_token), await ready(console, op_token)
     try:
-        await a.run("import os, time", PROMPT)
+        await a.run("import sys", PROMPT)
         start = len(a.text)
-        hold = f"any(os.path.exists({str(gate)!r}) or time.sleep(0.01) for _ in range(6000))"
+        hold = f"sys.modules[{__name__!r}]._GATES[{tmp_path.name!r}].wait(60)"
         await a.send(f"(print('hold' + 'ing'), {hold})[1]\r")
         await a.expect(r"^holding", start=start)
         # b answers, and the HTTP port too, while a cannot have finished: the gate is shut
@@ -88,10 +93,11 @@ async def test_a_blocking_eval_freezes_only_its_own_session(
         )
         assert status == 200
         assert "True" not in a.text[start:]
-        gate.touch()
+        gate.set()
         await a.expect(r"^True", start=start, timeout=30)
     finally:
-        gate.touch()
+        gate.set()
+        _GATES.pop(tmp_path.name, None)
         await a.close()
         await b.close()
 
