@@ -63,9 +63,8 @@ def test_an_authenticated_connection_no_longer_counts_against_its_source(
     with Console(settings, clock=clock).start() as console:
         token = login_token(console.url, operators["alice"], clock())
         admission = console.http_admission
-        wait_until(
-            lambda: admission.pending("127.0.0.1") == 0, 30, "no pending connection"
-        )  # the login's connections closed
+        # the login's connections closed
+        wait_until(lambda: admission.pending("127.0.0.1") == 0, 30, "no pending connection")
         kept = http.client.HTTPConnection("127.0.0.1", console.port, timeout=10)
         held: list[socket.socket] = []
         try:
