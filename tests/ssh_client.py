@@ -67,12 +67,12 @@ def ssh_options(console: Console, key: Path, hosts: Path) -> list[str]:
 class PtyClient:
     """An OpenSSH program with a real controlling terminal (``setsid -c``), as a person runs it."""
 
-    def __init__(self, argv: list[str], rows: int = 30, cols: int = 100) -> None:
+    def __init__(self, argv: list[str], rows: int = 30, cols: int = 100, *, cwd: Path | None = None) -> None:
         self.master, slave = os.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
         # ssh reads the TOTP prompt's answer from /dev/tty, so the pty must be its controlling tty.
         self.proc = subprocess.Popen(
-            ["setsid", "-w", "-c", *argv], stdin=slave, stdout=slave, stderr=slave, close_fds=True
+            ["setsid", "-w", "-c", *argv], stdin=slave, stdout=slave, stderr=slave, close_fds=True, cwd=cwd
         )
         os.close(slave)
         self.seen = bytearray()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import shlex
 import socket
 import threading
 from collections.abc import Iterator
@@ -23,6 +24,8 @@ from tests.conftest import console_settings
 from tests.demo_process import run_demo
 from tests.ssh_client import PROMPT, PtyClient, known_hosts, require_openssh, ssh_options
 from tests.support import FakeClock, Operator, audit_events
+
+README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 @contextlib.contextmanager
@@ -224,18 +227,30 @@ def test_viewer_gets_a_refusal_not_a_repl(
     assert "repl.open" not in [e["event"] for e in audit_events(ssh_console.settings.audit_path)]
 
 
+def readme_ssh_line() -> str:
+    text = README.read_text(encoding="utf-8")
+    found = re.search(r"^```sh\n(ssh -p 8722 .*)\n```", text, re.MULTILINE)
+    assert found is not None, "README: the demo's ssh command in its own sh block"
+    return found.group(1)
+
+
 def test_demo_prints_and_serves_the_ssh_door(tmp_path: Path) -> None:
-    """`opsconsole demo` turns the SSH port on, records it in demo.json and pins its host key."""
+    """README "Two commands": the demo's ssh line, run as written from the directory holding
+    `.opsconsole-demo/`, logs in; the demo turns the SSH port on, records it in demo.json, pins
+    its host key in the known_hosts file the line names, and prints the same line."""
     require_openssh()
-    runner = run_demo(tmp_path / "demo", log_in=False)
+    line = readme_ssh_line()
+    runner = run_demo(tmp_path / ".opsconsole-demo", log_in=False)
     demo = next(runner)
     try:
         info = demo.info
         assert isinstance(info["ssh_port"], int) and info["ssh_port"] > 0
-        hosts = tmp_path / "demo" / "known_hosts"
-        argv = ["ssh", "-F", "/dev/null", "-p", str(info["ssh_port"]), "-i", info["identity"]]
-        argv += ["-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none", "-o", f"UserKnownHostsFile={hosts}"]
-        client = PtyClient([*argv, "-o", "StrictHostKeyChecking=yes", f"{info['user']}@127.0.0.1"])
+        words = shlex.split(line.replace("-p 8722", f"-p {info['ssh_port']}"))
+        # Only isolation from this machine's ssh config and agent is added; the host key is
+        # checked strictly against the file the README's line names.
+        isolation = ["-F", "/dev/null", "-o", "IdentityAgent=none", "-o", "StrictHostKeyChecking=yes"]
+        argv = [words[0], *isolation, *words[1:]]
+        client = PtyClient(argv, cwd=tmp_path)
         try:
             client.expect(r"TOTP code: ")
             client.send(pyotp.TOTP(info["totp_secret"]).now() + "\n")
@@ -247,7 +262,7 @@ def test_demo_prints_and_serves_the_ssh_door(tmp_path: Path) -> None:
             client.close()
     finally:
         next(runner, None)
-    assert f"ssh -p {info['ssh_port']}" in demo.output
+    assert f"ssh -p {info['ssh_port']} -i " in demo.output
 
 
 @pytest.mark.parametrize(
