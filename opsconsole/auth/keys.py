@@ -25,8 +25,7 @@ from typing import Literal, TypeAlias
 
 import paramiko
 
-from opsconsole import log
-from opsconsole.auth import files
+from opsconsole import log, private_files
 from opsconsole.errors import ConfigError
 
 _log = log.get("auth.keys")
@@ -276,7 +275,7 @@ def parse_authorized_keys(text: str, *, source: str) -> AuthorizedKeys:
 
 def load_authorized_keys(path: Path) -> AuthorizedKeys:
     """Read ``path`` (refusing symlinks and files others may write) and parse it."""
-    keys = parse_authorized_keys(files.read_protected(path, secret=False), source=str(path))
+    keys = parse_authorized_keys(private_files.read_protected(path, secret=False), source=str(path))
     _log.info("%s: %d keys loaded, %d lines skipped", path, len(keys.entries), len(keys.rejected))
     return keys
 

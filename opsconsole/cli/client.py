@@ -14,8 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from opsconsole.auth.files import ensure_private_dir, read_protected, write_private
 from opsconsole.errors import ClientError, ConfigError
+from opsconsole.private_files import ensure_private_dir, read_protected, write_private
 
 TIMEOUT = 30.0
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from opsconsole import log
 from opsconsole.errors import ConfigError, InsecureFileError
 
-_log = log.get("auth.files")
+_log = log.get("private_files")
 
 # Keys and secrets files are a few kilobytes; a cap turns a wrong path (a log file,
 # /dev/zero behind a bind mount) into a clear error instead of a memory spike.
