@@ -21,16 +21,16 @@ import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypeAlias
+from typing import TypeAlias
 
 import paramiko
 
 from opsconsole import log, private_files
+from opsconsole.auth.principal import ROLES, Role
 from opsconsole.errors import ConfigError
 
 _log = log.get("auth.keys")
 
-Role: TypeAlias = Literal["viewer", "operator"]
 Network: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 KEY_TYPES = frozenset(
@@ -233,7 +233,7 @@ def _parse_line(line: str, line_no: int) -> AuthorizedKey:
     if not _USER_RE.fullmatch(user):
         raise _Rejected(f"user {user!r} must match {_USER_RE.pattern}")
     role = options.get("role", "viewer")  # least privilege unless stated
-    if role not in ("viewer", "operator"):
+    if role not in ROLES:
         raise _Rejected(f"role {role!r} is not viewer or operator")
     networks = _parse_from(options["from"]) if "from" in options else ()
     expiry = options.get("expiry-time")
@@ -299,7 +299,7 @@ def format_key_line(user: str, role: Role, public_key_line: str) -> str:
     """Build a keys-file line for ``user`` from their ``.pub`` line (for ``enroll``)."""
     if not _USER_RE.fullmatch(user):
         raise ConfigError(f"user {user!r} must match {_USER_RE.pattern}")
-    if role not in ("viewer", "operator"):
+    if role not in ROLES:
         raise ConfigError(f"role {role!r} is not viewer or operator")
     key_type, blob, comment = parse_public_key(public_key_line)
     b64 = base64.b64encode(blob).decode("ascii")
