@@ -8,6 +8,8 @@ Only ``user`` (required), ``role``, ``from`` and ``expiry-time`` are understood.
 other option — including OpenSSH's own ``command=``, ``no-pty`` or ``restrict`` — makes
 the whole line rejected: a restriction we do not enforce must never turn into a key
 that works without it. Rejected lines are logged and returned so they can be audited.
+Parsing keeps no state: it runs on whichever thread reads the file (``OperatorStore`` at
+each login, on the console IO loop or an SSH worker thread; ``enroll`` in the CLI).
 """
 
 from __future__ import annotations
