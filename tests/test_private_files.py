@@ -1,9 +1,10 @@
 """The one private-file policy (opsconsole.private_files), attacked through each of its users.
 
-Each rule is attacked three times: through auth (the TOTP secrets file, authorized_keys, the
-keys directory), through the audit log (its file and directory) and through the tracemalloc
-snapshot store of diagnostics (its files and directory). Every refusal is the same
-InsecureFileError naming the path, the reason and the fix.
+Each rule is attacked three times: through auth (the TOTP secrets file, authorized_keys,
+the keys directory ``opsconsole enroll`` writes), through the audit log (its file and
+directory) and through the tracemalloc snapshot store of diagnostics (its files and
+directory). Every refusal is the same InsecureFileError naming the path, the reason and
+the fix.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from opsconsole import private_files
 from opsconsole.audit import AuditLog
 from opsconsole.auth.keys import load_authorized_keys
 from opsconsole.auth.totp import load_secrets
+from opsconsole.cli.enroll import enroll
 from opsconsole.diagnostics.service import Diagnostics
 from opsconsole.errors import ConfigError, InsecureFileError, StateError
 
@@ -131,12 +133,14 @@ def test_authorized_keys_may_be_readable_but_not_writable(tmp_path: Path) -> Non
 # --- a directory others can write ----------------------------------------------------------
 
 
-def test_auth_refuses_a_group_writable_keys_dir(tmp_path: Path) -> None:
+def test_enroll_refuses_a_group_writable_keys_dir(tmp_path: Path) -> None:
     d = tmp_path / "keys"
     d.mkdir()
     d.chmod(0o770)
+    key = KEY_LINE.split(" ", 1)[1]
     with pytest.raises(InsecureFileError, match=r"group/world-writable \(mode 0770\)"):
-        private_files.ensure_private_dir(d)
+        enroll("alice", key, role="operator", keys_dir=d)
+    assert os.listdir(d) == []
     assert stat.S_IMODE(os.lstat(d).st_mode) == 0o770  # refused, never "fixed"
 
 
