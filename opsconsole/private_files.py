@@ -23,12 +23,15 @@ file, never through a link), rewritten only by an atomic rename; directories 070
 parents included. New modes are exact whatever the umask (``fchmod`` of the new descriptor);
 an existing path is never chmod-ed, so a refusal is never "fixed" behind the operator's back.
 
-The checks look at ``fstat`` of the descriptor that is then used, so a file swapped between
-check and use is caught. A refusal raises ``InsecureFileError`` (a ``ConfigError``) naming
-the path, the reason and the fix. ``read_protected``, ``write_private`` and
-``ensure_private_dir`` report other OS errors as ``ConfigError``; ``open_checked`` and
-``create`` let ``OSError`` through, for callers whose failures mean something else (the
-audit log, a dump). Every function runs on the calling thread and holds no state.
+A file is checked on ``fstat`` of the descriptor that is then used, so a file swapped between
+check and use is caught; a directory is checked by ``lstat`` before each use, and the files
+in it are still opened without following links.
+
+A refusal raises ``InsecureFileError`` (a ``ConfigError``) naming the path, the reason and
+the fix. ``read_protected``, ``write_private`` and ``ensure_private_dir`` report other OS
+errors as ``ConfigError``; ``open_checked`` and ``create`` let ``OSError`` through, for
+callers whose failures mean something else (the audit log, a dump). Every function runs on
+the calling thread and holds no state.
 """
 
 from __future__ import annotations
