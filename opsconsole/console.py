@@ -25,7 +25,6 @@ from opsconsole.audit import AuditLog, HeadAnchor
 from opsconsole.audit.summary import RefusalSummary
 from opsconsole.auth.authenticator import Authenticator
 from opsconsole.auth.challenges import ChallengeStore
-from opsconsole.auth.files import ensure_private_dir
 from opsconsole.auth.lockout import Lockout
 from opsconsole.auth.operators import OperatorStore
 from opsconsole.auth.sessions import SessionStore
@@ -35,6 +34,7 @@ from opsconsole.auth.totp import TotpGuard
 from opsconsole.config import Settings
 from opsconsole.diagnostics.service import Diagnostics
 from opsconsole.errors import AuditError, ConsoleError
+from opsconsole.private_files import ensure_private_dir
 from opsconsole.repl.factory import ReplFactory
 from opsconsole.repl.loop import QuickWakeLoop
 from opsconsole.transport.admission import Admission, Penalties

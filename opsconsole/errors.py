@@ -4,7 +4,7 @@
 
     OpsConsoleError
     ├── ConfigError            a setting, file or environment variable is wrong
-    │   └── InsecureFileError  a keys/secrets file fails the StrictModes-like checks
+    │   └── InsecureFileError  a private file or directory is refused by ``private_files``
     ├── AuthError              any authentication failure (the reason is for the log only)
     ├── AuditError             the audit log cannot be written or read
     │   └── AuditChainError    the hash chain is broken (names the line)
@@ -48,7 +48,11 @@ class ConfigError(OpsConsoleError):
 
 
 class InsecureFileError(ConfigError):
-    """A keys or secrets file is a symlink, not a regular file, or too open."""
+    """A private file or directory is a symlink, of the wrong type, someone else's, or too open.
+
+    Raised by ``opsconsole.private_files`` for every file the console keeps private (keys,
+    secrets, the audit log, dumps); ``reason`` says what to fix.
+    """
 
     def __init__(self, path: str, reason: str) -> None:
         super().__init__(f"refusing {path}: {reason}", source=None)

@@ -17,7 +17,7 @@ import pytest
 
 from opsconsole.audit import AuditLog, Head, HeadAnchor, VerifyReport, chain, verify_file
 from opsconsole.audit.head import parse as parse_head
-from opsconsole.errors import AuditChainError, AuditError
+from opsconsole.errors import AuditChainError, AuditError, InsecureFileError
 
 T0 = 1_795_941_511.123  # 2026-11-29T08:38:31.123Z
 
@@ -413,7 +413,7 @@ def test_group_readable_existing_file_is_refused(log_path: pathlib.Path) -> None
     log_path.parent.mkdir(mode=0o700)
     log_path.write_bytes(b"")
     log_path.chmod(0o644)
-    with pytest.raises(AuditError, match="0644") as info:
+    with pytest.raises(InsecureFileError, match="0644") as info:
         AuditLog.open(log_path)
     assert str(log_path) in str(info.value)
 
@@ -424,7 +424,7 @@ def test_symlink_is_refused(log_path: pathlib.Path, tmp_path: pathlib.Path) -> N
     target.chmod(0o600)
     log_path.parent.mkdir(mode=0o700)
     log_path.symlink_to(target)
-    with pytest.raises(AuditError, match="symlink") as info:
+    with pytest.raises(InsecureFileError, match="symbolic link") as info:
         AuditLog.open(log_path)
     assert str(log_path) in str(info.value)
     assert target.read_bytes() == b""
@@ -432,7 +432,7 @@ def test_symlink_is_refused(log_path: pathlib.Path, tmp_path: pathlib.Path) -> N
 
 def test_directory_in_place_of_file_is_refused(log_path: pathlib.Path) -> None:
     log_path.mkdir(parents=True)
-    with pytest.raises(AuditError, match="not a regular file"):
+    with pytest.raises(InsecureFileError, match="not a regular file"):
         AuditLog.open(log_path)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from opsconsole.auth import files
+from opsconsole import private_files as files
 from opsconsole.errors import ConfigError, InsecureFileError
 
 

@@ -1,9 +1,9 @@
 """Opening an audit log for appending and finding where its chain ends.
 
 Runs on the thread that opens the log (the caller of ``opsconsole.start``), before any
-record is written. The checks are StrictModes-like: no symlink, a regular file of ours,
-0600, one writer (``flock``). Only the last line is checked here, so opening a big log
-stays cheap; ``verify_file`` checks the whole chain.
+record is written. The file is a secret file of ``private_files`` (no symlink, a regular
+file of ours, no group/world access) with one writer (``flock``). Only the last line is
+checked here, so opening a big log stays cheap; ``verify_file`` checks the whole chain.
 
 A crash (``kill -9``, power loss) can leave the last line unterminated: a record that was
 never fsynced, so its caller never went on (the REPL line it guarded did not run). Such a
@@ -14,23 +14,18 @@ so. Anything else (a last complete line that does not check) is refused with how
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import hashlib
 import os
 import pathlib
-import stat
 from dataclasses import dataclass
 
-from opsconsole import log
+from opsconsole import log, private_files
 from opsconsole.audit import chain
 from opsconsole.errors import AuditError
 
 _log = log.get("audit")
 
-_OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
-_SAVE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _TAIL_CHUNK = 64 * 1024
 
 
@@ -66,54 +61,17 @@ def refuse(path: pathlib.Path, reason: str) -> AuditError:
     return AuditError(f"refusing audit log {path}: {reason}")
 
 
-def prepare_dir(directory: pathlib.Path) -> None:
-    """Create the log's directory 0700 if missing; warn if an existing one is shared."""
-    try:
-        directory.mkdir(parents=True, mode=0o700)
-    except FileExistsError:
-        st = directory.stat()
-        if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
-            _log.warning("audit log directory %s is writable by group or others", directory)
-        return
-    except OSError as exc:
-        raise AuditError(f"cannot create audit log directory {directory}: {exc.strerror}") from exc
-    # mkdir's mode is filtered by the umask; the directory we created must be exactly 0700.
-    os.chmod(directory, 0o700)
-
-
 def open_fd(path: pathlib.Path) -> int:
-    """Open the log for appending, refusing a symlink or anything but a regular file."""
-    # lstat first only for a clearer message and to avoid blocking on a FIFO;
-    # O_NOFOLLOW and the fstat in check_fd are what close the race.
+    """Open the log for appending (created 0600 if missing); InsecureFileError if refused."""
     try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        pass
+        return private_files.open_checked(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, secret=True)
     except OSError as exc:
-        raise refuse(path, exc.strerror or str(exc)) from exc
-    else:
-        if stat.S_ISLNK(st.st_mode):
-            raise refuse(path, "it is a symlink")
-        if not stat.S_ISREG(st.st_mode):
-            raise refuse(path, "it is not a regular file")
-    try:
-        return os.open(path, _OPEN_FLAGS, 0o600)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise refuse(path, "it is a symlink") from exc
         raise AuditError(f"cannot open audit log {path}: {exc.strerror}") from exc
 
 
-def check_fd(path: pathlib.Path, fd: int) -> None:
-    """StrictModes-like checks on the opened file, then take the single-writer lock."""
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
-        raise refuse(path, "it is not a regular file")
-    if st.st_uid != os.geteuid():
-        raise refuse(path, f"owned by uid {st.st_uid}, not by this process (uid {os.geteuid()})")
-    if st.st_mode & 0o077:
-        raise refuse(path, f"mode {stat.S_IMODE(st.st_mode):04o} is group/world-accessible; want 0600")
-    # Two writers (two processes, or two AuditLogs in one) would fork the chain.
+def lock(path: pathlib.Path, fd: int) -> None:
+    """Take the single-writer lock: two writers (two processes, or two AuditLogs in one)
+    would fork the chain."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -141,7 +99,7 @@ def _save_torn(path: pathlib.Path, fd: int, offset: int, size: int) -> TornTail:
     data = os.pread(fd, size - offset, offset)
     saved = path.with_name(f"{path.name}.torn-{offset}")
     try:
-        out = os.open(saved, _SAVE_FLAGS, 0o600)
+        out = private_files.create(saved)
     except FileExistsError:
         raise AuditError(
             f"{path}: the last line is torn and {saved} already exists; move that file away and start again"
@@ -161,7 +119,7 @@ def resume(path: pathlib.Path, wfd: int) -> Resumed:
     size = os.fstat(wfd).st_size
     if size == 0:
         return Resumed(0, chain.GENESIS, None)
-    rfd = os.open(path, _READ_FLAGS)
+    rfd = private_files.open_checked(path, os.O_RDONLY, secret=True)
     try:
         # The name could have been swapped since the write fd was opened; read the same file.
         rst, wst = os.fstat(rfd), os.fstat(wfd)

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from types import TracebackType
 
-from opsconsole import log
+from opsconsole import log, private_files
 from opsconsole.audit import chain, resume
 from opsconsole.audit.head import Head
 from opsconsole.errors import AuditError
@@ -78,16 +78,19 @@ class AuditLog:
     def open(cls, path: pathlib.Path, *, clock: Callable[[], float] = time.time) -> AuditLog:
         """Open (or create, 0600) the log at ``path`` and resume its chain.
 
+        The log and its directory follow ``private_files`` (the log is a secret file; the
+        directory is made 0700 and refused if others can write it): InsecureFileError.
+
         Only the last line is checked here, so opening a big log stays cheap; use
         ``verify_file`` to check the whole chain. A torn last line (a crash mid-write)
         is cut off, saved next to the log and recorded as ``audit.torn_tail``; any other
         bad end raises AuditError saying how to rotate the log.
         """
         path = pathlib.Path(path)
-        resume.prepare_dir(path.parent)
+        private_files.ensure_private_dir(path.parent)
         fd = resume.open_fd(path)
         try:
-            resume.check_fd(path, fd)
+            resume.lock(path, fd)
             end = resume.resume(path, fd)
         except OSError as exc:
             os.close(fd)

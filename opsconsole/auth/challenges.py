@@ -2,7 +2,7 @@
 
 The server makes the message; the client signs it as SSHSIG (namespace ``opsconsole``) and
 sends back only the nonce and the signature, so the server verifies against its own copy.
-Thread-safe: called from the console IO loop and, later, from SSH worker threads.
+Runs on the console IO loop (the HTTP login routes); a lock keeps it safe from any thread.
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ Only ``user`` (required), ``role``, ``from`` and ``expiry-time`` are understood.
 other option — including OpenSSH's own ``command=``, ``no-pty`` or ``restrict`` — makes
 the whole line rejected: a restriction we do not enforce must never turn into a key
 that works without it. Rejected lines are logged and returned so they can be audited.
+Parsing keeps no state: it runs on whichever thread reads the file (``OperatorStore`` at
+each login, on the console IO loop or an SSH worker thread; ``enroll`` in the CLI).
 """
 
 from __future__ import annotations
@@ -21,17 +23,16 @@ import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypeAlias
+from typing import TypeAlias
 
 import paramiko
 
-from opsconsole import log
-from opsconsole.auth import files
+from opsconsole import log, private_files
+from opsconsole.auth.principal import ROLES, Role
 from opsconsole.errors import ConfigError
 
 _log = log.get("auth.keys")
 
-Role: TypeAlias = Literal["viewer", "operator"]
 Network: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 KEY_TYPES = frozenset(
@@ -234,7 +235,7 @@ def _parse_line(line: str, line_no: int) -> AuthorizedKey:
     if not _USER_RE.fullmatch(user):
         raise _Rejected(f"user {user!r} must match {_USER_RE.pattern}")
     role = options.get("role", "viewer")  # least privilege unless stated
-    if role not in ("viewer", "operator"):
+    if role not in ROLES:
         raise _Rejected(f"role {role!r} is not viewer or operator")
     networks = _parse_from(options["from"]) if "from" in options else ()
     expiry = options.get("expiry-time")
@@ -276,7 +277,7 @@ def parse_authorized_keys(text: str, *, source: str) -> AuthorizedKeys:
 
 def load_authorized_keys(path: Path) -> AuthorizedKeys:
     """Read ``path`` (refusing symlinks and files others may write) and parse it."""
-    keys = parse_authorized_keys(files.read_protected(path, secret=False), source=str(path))
+    keys = parse_authorized_keys(private_files.read_protected(path, secret=False), source=str(path))
     _log.info("%s: %d keys loaded, %d lines skipped", path, len(keys.entries), len(keys.rejected))
     return keys
 
@@ -300,7 +301,7 @@ def format_key_line(user: str, role: Role, public_key_line: str) -> str:
     """Build a keys-file line for ``user`` from their ``.pub`` line (for ``enroll``)."""
     if not _USER_RE.fullmatch(user):
         raise ConfigError(f"user {user!r} must match {_USER_RE.pattern}")
-    if role not in ("viewer", "operator"):
+    if role not in ROLES:
         raise ConfigError(f"role {role!r} is not viewer or operator")
     key_type, blob, comment = parse_public_key(public_key_line)
     b64 = base64.b64encode(blob).decode("ascii")

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import paramiko
 
-from opsconsole.auth import files, keys, sshsig
+from opsconsole import private_files
+from opsconsole.auth import keys, sshsig
 from opsconsole.errors import AuthError, ConfigError
 
 _PEM_RE = re.compile(r"-----BEGIN (OPENSSH|RSA|EC) PRIVATE KEY-----\s*\n(.*?)-----END", re.DOTALL)
@@ -62,7 +63,7 @@ def load_private_key(path: Path, passphrase: str | None) -> paramiko.PKey:
     An encrypted key without ``passphrase`` raises ``paramiko.PasswordRequiredException``
     so the caller can ask for one and retry; other problems raise ``ConfigError``.
     """
-    text = files.read_protected(path, secret=True)
+    text = private_files.read_protected(path, secret=True)
     key_class = _key_class(text, path)
     try:
         # Not PKey.from_path: in paramiko 5.1 it hands a str passphrase to cryptography,

@@ -8,6 +8,8 @@ Parsing is strict on purpose: every length is checked, nothing may trail the las
 field, and the algorithm policy (no ``ssh-rsa``/SHA-1, no small RSA keys) is applied
 here before paramiko sees the signature: older paramiko releases, which our
 dependency range allows, verify SHA-1 RSA signatures without complaint.
+Functions without state: they run on whichever thread logs in (the console IO loop, an SSH
+worker thread) or signs (the CLI).
 """
 
 from __future__ import annotations

@@ -19,8 +19,8 @@ from pathlib import Path
 import pyotp
 
 from opsconsole import log
-from opsconsole.auth.files import read_protected, write_private
 from opsconsole.errors import AuthError, ConfigError
+from opsconsole.private_files import read_protected, write_private
 
 _log = log.get("auth.totp")
 

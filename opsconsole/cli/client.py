@@ -14,8 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from opsconsole.auth.files import ensure_private_dir, read_protected, write_private
 from opsconsole.errors import ClientError, ConfigError
+from opsconsole.private_files import create, ensure_private_dir, read_protected, write_private
 
 TIMEOUT = 30.0
 
@@ -91,7 +91,7 @@ class Client:
     def download(self, path: str, dest: Path, progress: Callable[[int, int | None], None]) -> int:
         """Stream ``path`` into ``dest`` (0600, created new); nothing is left behind on failure."""
         tmp = dest.with_name(f".{dest.name}.part")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        fd = create(tmp)
         done = 0
         try:
             with os.fdopen(fd, "wb") as out, self._open("GET", path) as resp:

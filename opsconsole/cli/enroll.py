@@ -14,9 +14,9 @@ from pathlib import Path
 import segno
 
 from opsconsole.auth import keys, totp
-from opsconsole.auth.files import ensure_private_dir, read_protected, write_private
 from opsconsole.auth.principal import Role
 from opsconsole.errors import ConfigError
+from opsconsole.private_files import ensure_private_dir, read_protected, write_private
 
 USER_RE = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import paramiko
 
 from opsconsole.auth import signer as keysign
-from opsconsole.auth.files import ensure_private_dir, read_protected, write_private
 from opsconsole.cli.client import Client, config_dir, normalize
 from opsconsole.errors import ClientError, OpsConsoleError
+from opsconsole.private_files import ensure_private_dir, read_protected, write_private
 
 # How long a code the console accepted stays spent, as far as this client can tell: the
 # console accepts a code for its step ±1 (30 s each) and never a step twice.

@@ -29,6 +29,7 @@ from operator import and_, rshift
 from pathlib import Path
 from typing import Literal, TypeVar
 
+from opsconsole import private_files
 from opsconsole.diagnostics.budget import DEFAULT_LIMIT
 from opsconsole.diagnostics.heapsnapshot_edges import EDGE_SHIFT
 from opsconsole.diagnostics.heapsnapshot_names import EDGE_TYPES, NODE_TYPES, string_literals
@@ -270,7 +271,7 @@ def _document(graph: Graph) -> Iterator[bytes]:
 def write_file(path: Path, snapshot: HeapSnapshot) -> HeapSnapshotInfo:
     """Write the export to a new 0600 file at ``path`` (refuses to replace an existing file or follow a
     symlink). Runs on the calling thread."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    fd = private_files.create(path)
     try:
         with os.fdopen(fd, "wb") as fh:
             for chunk in snapshot:

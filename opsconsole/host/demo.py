@@ -23,9 +23,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 import opsconsole
-from opsconsole.auth.files import ensure_private_dir, write_private
 from opsconsole.auth.totp import load_secrets
 from opsconsole.cli.enroll import enroll, qr_text
+from opsconsole.private_files import ensure_private_dir, write_private
 
 USER = "demo"
 

@@ -5,7 +5,7 @@ array per event, ``[seconds_since_start, code, data]``: ``"o"`` output and ``"r"
 (``"COLSxROWS"``). Input (``"i"``) is deliberately not recorded: keystrokes include passwords
 typed into ``getpass``; the audit log holds each submitted line instead.
 
-The file is created 0600 with ``O_CREAT|O_EXCL|O_NOFOLLOW`` (never follows or reuses a planted
+The file is created 0600 by ``private_files.create`` (never follows or reuses a planted
 path), each event is flushed as it is written so a crash keeps everything shown up to it, and
 the recording stops at ``max_bytes`` with a final note, so a runaway print loop cannot fill the
 disk. A write error stops the recording (logged once); it never ends the session.
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from opsconsole import log
+from opsconsole import log, private_files
 
 _log = log.get("repl.asciicast")
 MAX_BYTES = 64 * 1024 * 1024
@@ -44,8 +44,7 @@ class CastRecorder:
         cls, path: Path, *, cols: int, rows: int, title: str, max_bytes: int = MAX_BYTES
     ) -> CastRecorder:
         """Create ``path`` (it must not exist) and write the header. OSError if it cannot."""
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(path, flags, 0o600)
+        fd = private_files.create(path)
         try:
             file = os.fdopen(fd, "w", encoding="utf-8", newline="\n")
         except BaseException:

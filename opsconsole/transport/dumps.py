@@ -13,7 +13,7 @@ import re
 import threading
 from typing import ClassVar, Literal, cast
 
-from opsconsole import log
+from opsconsole import log, private_files
 from opsconsole.auth.principal import Role
 from opsconsole.diagnostics import profiler
 from opsconsole.diagnostics.render import to_data
@@ -163,7 +163,7 @@ class SnapshotHandler(BaseHandler):
         path = self.diag.snapshots.path(_checked(name))
         self.audit("dump.snapshot_download", name=name)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fd = private_files.open_checked(path, os.O_RDONLY, secret=True)
         except FileNotFoundError:  # dropped between the store's check and the open
             raise NotFoundError(f"no snapshot named {name!r}") from None
         with os.fdopen(fd, "rb") as fh:

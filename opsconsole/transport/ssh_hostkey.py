@@ -17,9 +17,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from opsconsole import log
-from opsconsole.auth.files import read_protected, write_private
 from opsconsole.auth.keys import fingerprint_of
 from opsconsole.errors import ConfigError
+from opsconsole.private_files import read_protected, write_private
 
 _log = log.get("transport.ssh")
 
