@@ -1,6 +1,9 @@
 """The ``opsconsole`` command's client verbs: login, logout, whoami, enroll, audit verify.
 
 Runs in the operator's process. ``opsconsole/__main__.py`` adds the host-side verbs.
+A verb imports what only it needs inside its function: key signing (paramiko) for
+``login``, the QR code and TOTP for ``enroll``, Tornado's websocket client for ``connect``,
+so ``--help``, ``whoami`` and ``dump`` start with the standard library and this package.
 """
 
 from __future__ import annotations
@@ -9,14 +12,11 @@ import argparse
 import getpass
 import json
 import sys
-import webbrowser
 from pathlib import Path
 
 from opsconsole.audit import head, verify_file
 from opsconsole.cli import dump as dump_mod
-from opsconsole.cli import enroll as enroll_mod
 from opsconsole.cli import leaks as leaks_mod
-from opsconsole.cli import login as login_mod
 from opsconsole.cli.client import Client, TokenCache
 from opsconsole.errors import AuditChainError, ClientError, OpsConsoleError
 
@@ -80,6 +80,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction[
 
 
 def cmd_login(args: argparse.Namespace) -> int:
+    from opsconsole.cli import login as login_mod
+
     key = login_mod.choose_signer(args.identity)
     client = Client(args.url)
     result = login_mod.login(
@@ -122,6 +124,8 @@ def cmd_connect(args: argparse.Namespace) -> int:
 
 
 def cmd_open(args: argparse.Namespace) -> int:
+    import webbrowser
+
     link = _authed(args.url).post("/ops/auth/ticket")
     # The ticket rides in the fragment, which browsers never send to a server.
     url = link["url"] + ("&view=memory" if args.view == "memory" else "")
@@ -148,6 +152,8 @@ def cmd_whoami(args: argparse.Namespace) -> int:
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
+    from opsconsole.cli import enroll as enroll_mod
+
     e = enroll_mod.enroll(
         args.user, args.key, role=args.role, keys_dir=args.keys_dir, reset_totp=args.reset_totp
     )
