@@ -36,7 +36,6 @@ from opsconsole.config import Settings, load
 from opsconsole.diagnostics.service import Diagnostics
 from opsconsole.errors import AuditError, ConsoleError
 from opsconsole.repl.factory import ReplFactory
-from opsconsole.repl.loop import QuickWakeLoop
 from opsconsole.transport.admission import Admission, Penalties
 from opsconsole.transport.base import Services
 from opsconsole.transport.http import bind, make_admission, make_app, serve
@@ -221,7 +220,8 @@ class Console:
 
     def _run(self, ssl_context: ssl.SSLContext | None) -> None:
         # runs on the console thread: its own loop, never the host's
-        loop = QuickWakeLoop()  # REPL output wakes this loop once per frame: one read per wake-up
+        # a selector loop of the console's own, whatever loop policy the host installed (uvloop)
+        loop = asyncio.SelectorEventLoop()
         asyncio.set_event_loop(loop)
         loop.set_exception_handler(self._loop_exception)
         log.bind_thread(self.refusals)  # Tornado's per-connection lines are refusals too

@@ -31,15 +31,13 @@ ALLOWED: dict[str, set[str]] = {
     "log": set(),
     "private_files": {"errors", "log"},
     "config": BASE,
-    # The console's own event loop class: the console thread's and every REPL session's.
-    "loop": BASE,
     "diagnostics": BASE,
     "auth": BASE | {"config"},
     "audit": BASE,
-    "repl": BASE | {"diagnostics", "audit", "loop"},
+    "repl": BASE | {"diagnostics", "audit"},
     "transport": BASE | {"config", "auth", "audit", "diagnostics", "repl"},
     # The composition root wires everything but the CLI.
-    "console": BASE | {"config", "auth", "audit", "diagnostics", "repl", "transport", "loop"},
+    "console": BASE | {"config", "auth", "audit", "diagnostics", "repl", "transport"},
     # The CLI runs in the operator's process: key signing and the files an operator enrols
     # (authorized_keys line, TOTP secret, role), config, the renderers, audit verify.
     "cli": BASE
@@ -67,7 +65,6 @@ FORBIDDEN_THIRD_PARTY: dict[str, set[str]] = {
     "log": HEAVY | {"pyotp"},
     "private_files": HEAVY | {"pyotp"},
     "config": HEAVY | {"pyotp"},
-    "loop": HEAVY | {"pyotp"},
     "__init__": HEAVY | {"pyotp"},
     "__main__": HEAVY | {"pyotp"},
     "diagnostics": {"tornado", "paramiko", "prompt_toolkit", "ptpython"},
