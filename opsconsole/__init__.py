@@ -9,8 +9,8 @@
 
 Importing this package opens no file, socket or thread and loads none of Tornado,
 prompt_toolkit, ptpython or paramiko: a service pays for them only when it calls
-:func:`start`, and a CLI verb only for what it uses. ``Console`` and ``start`` are loaded
-on first access (PEP 562); the exception tree and ``Settings`` are plain imports.
+:func:`start`, and a CLI verb only for what it uses. ``Console``, ``start`` and
+``Settings`` are loaded on first access (PEP 562); the exception tree is a plain import.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from opsconsole.config import Settings
 from opsconsole.errors import (
     AuditChainError,
     AuditError,
@@ -38,6 +37,7 @@ from opsconsole.errors import (
 )
 
 if TYPE_CHECKING:
+    from opsconsole.config import Settings
     from opsconsole.console import Console, start
 
 __all__ = [
@@ -63,7 +63,7 @@ __all__ = [
 __version__ = "0.1.0"
 
 # public name -> the module that defines it; imported on first access, on the caller's thread
-_LAZY = {"Console": "opsconsole.console", "start": "opsconsole.console"}
+_LAZY = {"Console": "opsconsole.console", "Settings": "opsconsole.config", "start": "opsconsole.console"}
 
 
 def __getattr__(name: str) -> object:
