@@ -49,7 +49,11 @@ FLUSH_MS = 1000  # aggregated refusal lines and audit summaries are written with
 
 
 class Console:
-    """One running console. Use :func:`opsconsole.start` to make one."""
+    """One running console. Use :func:`opsconsole.start` to make one.
+
+    Built and started on the caller's thread; it serves on its own daemon thread
+    (``opsconsole``) and loop. ``stop`` may be called from any thread.
+    """
 
     def __init__(
         self,
