@@ -71,8 +71,11 @@ FORBIDDEN_THIRD_PARTY: dict[str, set[str]] = {
     "auth": {"tornado", "prompt_toolkit", "ptpython"},
     "audit": HEAVY | {"pyotp"},
     "repl": {"tornado", "paramiko"},
-    # tornado only for the websocket client of `opsconsole connect`; paramiko only to sign.
-    "cli": {"prompt_toolkit", "ptpython"},
+    # The CLI: tornado only for the websocket client of `opsconsole connect`, paramiko only
+    # where `opsconsole login` reads a key to sign with.
+    "cli": HEAVY,
+    "cli.connect": HEAVY - {"tornado"},
+    "cli.login": HEAVY - {"paramiko"},
 }
 
 # Private names imported across modules today (``module: name``). The rule holds for every
