@@ -13,14 +13,14 @@ import contextlib
 import logging
 import os
 import secrets
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
 
 import tornado.ioloop
 
-from opsconsole import config, log
+from opsconsole import log
 from opsconsole.audit import AuditLog, HeadAnchor
 from opsconsole.audit.summary import RefusalSummary
 from opsconsole.auth.authenticator import Authenticator
@@ -31,12 +31,11 @@ from opsconsole.auth.sessions import SessionStore
 from opsconsole.auth.sources import RequestRate
 from opsconsole.auth.tickets import TicketStore
 from opsconsole.auth.totp import TotpGuard
-from opsconsole.config import Settings
+from opsconsole.config import Settings, load
 from opsconsole.diagnostics.service import Diagnostics
 from opsconsole.errors import AuditError, ConsoleError
 from opsconsole.private_files import ensure_private_dir
 from opsconsole.repl.factory import ReplFactory
-from opsconsole.repl.loop import QuickWakeLoop
 from opsconsole.transport.admission import Admission, Penalties
 from opsconsole.transport.base import Services
 from opsconsole.transport.http import bind, make_admission, make_app, serve
@@ -50,7 +49,11 @@ FLUSH_MS = 1000  # aggregated refusal lines and audit summaries are written with
 
 
 class Console:
-    """One running console. Use :func:`opsconsole.start` to make one."""
+    """One running console. Use :func:`opsconsole.start` to make one.
+
+    Built and started on the caller's thread; it serves on its own daemon thread
+    (``opsconsole``) and loop. ``stop`` may be called from any thread.
+    """
 
     def __init__(
         self,
@@ -219,9 +222,10 @@ class Console:
 
     # -- the console thread ------------------------------------------------------------
 
-    def _run(self, ssl_context: Any) -> None:
+    def _run(self, ssl_context: ssl.SSLContext | None) -> None:
         # runs on the console thread: its own loop, never the host's
-        loop = QuickWakeLoop()  # REPL output wakes this loop once per frame: one read per wake-up
+        # a selector loop of the console's own, whatever loop policy the host installed (uvloop)
+        loop = asyncio.SelectorEventLoop()
         asyncio.set_event_loop(loop)
         loop.set_exception_handler(self._loop_exception)
         log.bind_thread(self.refusals)  # Tornado's per-connection lines are refusals too
@@ -245,7 +249,7 @@ class Console:
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
-    async def _serve(self, ssl_context: Any) -> None:
+    async def _serve(self, ssl_context: ssl.SSLContext | None) -> None:
         # runs on the console loop
         self._stop_event = asyncio.Event()
         sockets, self.port = bind(self.settings)
@@ -290,7 +294,7 @@ class Console:
         self.refusals.flush(final=final)
         self.refusal_record.flush(final=final)
 
-    def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
         # the console loop. A task that failed unobserved (e.g. a write to a client that went
         # away) is logged like a refusal: aggregated, so no client can fill the log with them.
         exc = context.get("exception")
@@ -303,19 +307,18 @@ class Console:
 
 
 def start(
-    config_file: str | os.PathLike[str] | None = None,
+    config: str | os.PathLike[str] | None = None,
     *,
     app_loop: asyncio.AbstractEventLoop | None = None,
     namespace: Mapping[str, object] | None = None,
-    **settings: Any,
+    **settings: object,
 ) -> Console:
-    """Start the console on its own thread. Returns once listening.
+    """Start the console on its own thread. Returns once listening. Runs on the caller's thread.
 
-    ``opsconsole.start(config="opsconsole.toml", port=0)``; keyword settings override the
-    environment, which overrides the file. ``app_loop`` registers the app's event loop for
-    task dumps and ``ops.run`` (default: the loop running in the caller, if any);
-    ``namespace`` seeds every REPL session (each gets its own copy). Raises
-    ``ConfigError`` or ``ConsoleError``.
+    ``opsconsole.start(config="opsconsole.toml", port=0)``: ``config`` is the TOML file
+    (default: ``$OPSCONSOLE_CONFIG``, else none); keyword settings override the environment,
+    which overrides the file. ``app_loop`` registers the app's event loop for task dumps and
+    ``ops.run`` (default: the loop running in the caller, if any); ``namespace`` seeds every
+    REPL session (each gets its own copy). Raises ``ConfigError`` or ``ConsoleError``.
     """
-    path = settings.pop("config", config_file)
-    return Console(config.load(path, **settings), app_loop=app_loop, namespace=namespace).start()
+    return Console(load(config, environ=None, **settings), app_loop=app_loop, namespace=namespace).start()

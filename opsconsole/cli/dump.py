@@ -10,9 +10,12 @@ import argparse
 import sys
 import urllib.parse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from opsconsole.cli.client import Client
 from opsconsole.errors import ClientError
+
+if TYPE_CHECKING:
+    from opsconsole.cli.client import Client
 
 # WHAT → (method, path). Text-capable routes take ?format=text.
 ROUTES: dict[str, tuple[str, str]] = {

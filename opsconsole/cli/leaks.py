@@ -9,9 +9,12 @@ from __future__ import annotations
 import argparse
 import sys
 import urllib.parse
+from typing import TYPE_CHECKING
 
-from opsconsole.cli.client import Client
 from opsconsole.errors import ClientError
+
+if TYPE_CHECKING:
+    from opsconsole.cli.client import Client
 
 ACTIONS = ("start", "stop", "report")
 

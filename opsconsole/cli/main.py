@@ -1,6 +1,10 @@
 """The ``opsconsole`` command's client verbs: login, logout, whoami, enroll, audit verify.
 
 Runs in the operator's process. ``opsconsole/__main__.py`` adds the host-side verbs.
+A verb imports what only it needs inside its function: key signing (paramiko) for
+``login``, the QR code and TOTP for ``enroll``, Tornado's websocket client for ``connect``,
+and the HTTP client, the audit verifier and the rest load only for the verbs that use them:
+``opsconsole --help`` imports argparse and this module.
 """
 
 from __future__ import annotations
@@ -9,16 +13,15 @@ import argparse
 import getpass
 import json
 import sys
-import webbrowser
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from opsconsole.audit import head, verify_file
 from opsconsole.cli import dump as dump_mod
-from opsconsole.cli import enroll as enroll_mod
 from opsconsole.cli import leaks as leaks_mod
-from opsconsole.cli import login as login_mod
-from opsconsole.cli.client import Client, TokenCache
 from opsconsole.errors import AuditChainError, ClientError, OpsConsoleError
+
+if TYPE_CHECKING:
+    from opsconsole.cli.client import Client
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction[argparse.ArgumentParser]]:
@@ -80,6 +83,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction[
 
 
 def cmd_login(args: argparse.Namespace) -> int:
+    from opsconsole.cli import login as login_mod
+    from opsconsole.cli.client import Client, TokenCache
+
     key = login_mod.choose_signer(args.identity)
     client = Client(args.url)
     result = login_mod.login(
@@ -97,6 +103,8 @@ def cmd_login(args: argparse.Namespace) -> int:
 
 
 def _authed(url: str) -> Client:
+    from opsconsole.cli.client import Client, TokenCache
+
     token = TokenCache().get(url)
     if token is None:
         raise ClientError(f"not logged in to {url}; run: opsconsole login {url} --user USER")
@@ -122,6 +130,8 @@ def cmd_connect(args: argparse.Namespace) -> int:
 
 
 def cmd_open(args: argparse.Namespace) -> int:
+    import webbrowser
+
     link = _authed(args.url).post("/ops/auth/ticket")
     # The ticket rides in the fragment, which browsers never send to a server.
     url = link["url"] + ("&view=memory" if args.view == "memory" else "")
@@ -134,6 +144,8 @@ def cmd_open(args: argparse.Namespace) -> int:
 
 
 def cmd_logout(args: argparse.Namespace) -> int:
+    from opsconsole.cli.client import TokenCache
+
     try:
         _authed(args.url).post("/ops/auth/logout")
     finally:
@@ -148,6 +160,8 @@ def cmd_whoami(args: argparse.Namespace) -> int:
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
+    from opsconsole.cli import enroll as enroll_mod
+
     e = enroll_mod.enroll(
         args.user, args.key, role=args.role, keys_dir=args.keys_dir, reset_totp=args.reset_totp
     )
@@ -159,6 +173,8 @@ def cmd_enroll(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from opsconsole.audit import head, verify_file
+
     try:
         heads = [head.parse(text) for text in args.head]
     except ValueError as exc:

@@ -103,20 +103,9 @@ def prepare_state(state: Path) -> DemoState:
     return DemoState(state, identity, keys_dir, secret)
 
 
-def add_parser(sub: Any) -> None:
-    p = sub.add_parser("demo", help="run a demo web app with the console embedded")
-    p.add_argument("--state", type=Path, default=Path(".opsconsole-demo"))
-    p.add_argument("--port", type=int, default=8780, help="console port (0 = any free port)")
-    p.add_argument("--app-port", type=int, default=8000, help="demo app port (0 = any free port)")
-    p.add_argument("--ssh-port", type=int, default=8722, help="SSH port (0 = any free port, -1 = off)")
-    p.add_argument(
-        "--leak-interval",
-        type=float,
-        default=0.0,
-        metavar="S",
-        help="start the leak detector, sampling every S seconds (at least 1; default 0 = off)",
-    )
-    p.set_defaults(func=lambda args: asyncio.run(serve(args)))
+def main(args: argparse.Namespace) -> int:
+    """The ``demo`` verb (its flags are defined in ``opsconsole/__main__.py``). Main thread."""
+    return asyncio.run(serve(args))
 
 
 async def serve(args: argparse.Namespace) -> int:

@@ -98,27 +98,7 @@ class ContextExecutor(concurrent.futures.Executor):
             self._idle.release()
 
 
-class QuickWakeLoop(asyncio.SelectorEventLoop):
-    """A selector loop that drains its wake-up socket with one ``recv`` instead of two.
-
-    ``call_soon_threadsafe`` from another thread writes a byte to wake the loop; asyncio then
-    reads until the socket is empty, i.e. a second, empty ``recv`` on every wake-up. Each system
-    call hands the GIL away, and a host thread running pure Python keeps it for a whole switch
-    interval before it gives it back — a keystroke crosses two such loops. Whatever one read
-    leaves (more than 4 KiB of wake-ups) makes the selector fire again on the next iteration.
-    The console's own IO loop is one of these too.
-    """
-
-    def _read_from_self(self) -> None:
-        try:
-            data = self._ssock.recv(4096)  # type: ignore[attr-defined]
-        except (BlockingIOError, InterruptedError):
-            return
-        if data:
-            self._process_self_data(data)  # type: ignore[attr-defined]
-
-
-class SessionLoop(QuickWakeLoop):
+class SessionLoop(asyncio.SelectorEventLoop):
     """A selector loop that keeps a SIGINT handler instead of installing it, and whose default
     executor is a :class:`ContextExecutor` (``set_default_executor`` only takes a
     ThreadPoolExecutor, hence the override of ``run_in_executor``).
