@@ -38,10 +38,10 @@ from opsconsole.errors import AuditError, ConsoleError
 from opsconsole.repl.factory import ReplFactory
 from opsconsole.repl.loop import QuickWakeLoop
 from opsconsole.transport.admission import Admission, Penalties
-from opsconsole.transport.base import Services
-from opsconsole.transport.http import bind, make_admission, make_app, serve
-from opsconsole.transport.request_gate import RequestGate
-from opsconsole.transport.ssh import SshServer
+from opsconsole.transport.http.base import Services
+from opsconsole.transport.http.http_server import bind, make_admission, make_app, serve
+from opsconsole.transport.http.request_gate import RequestGate
+from opsconsole.transport.ssh.ssh_server import SshServer
 
 _log = log.get("console")
 START_TIMEOUT = 10.0

@@ -38,13 +38,13 @@ from opsconsole.errors import ConsoleError
 from opsconsole.repl import filter_cache, streams
 from opsconsole.repl import profile as profiles
 from opsconsole.repl.asciicast import CastRecorder
+from opsconsole.repl.bridge import TerminalBridge
 from opsconsole.repl.interrupt import Interrupter, ReplInterrupt
 from opsconsole.repl.loop import SessionLoop
 from opsconsole.repl.output import SessionOutput, Unbuffered
 from opsconsole.repl.profile import ProfileName
 from opsconsole.repl.shell import OpsRepl
 from opsconsole.repl.stdin import LineReader
-from opsconsole.repl.terminal import TerminalBridge
 
 _log = log.get("repl.session")
 

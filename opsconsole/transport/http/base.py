@@ -33,9 +33,9 @@ from opsconsole.errors import (
     NotFoundError,
     StateError,
 )
-from opsconsole.transport import json_body
 from opsconsole.transport.admission import Admission
-from opsconsole.transport.request_gate import RATE_CODE, RATE_MESSAGE, credentials
+from opsconsole.transport.http import json_body
+from opsconsole.transport.http.request_gate import RATE_CODE, RATE_MESSAGE, credentials
 
 _log = log.get("transport")
 T = TypeVar("T")

@@ -20,9 +20,9 @@ import tornado.web
 
 from opsconsole import log
 from opsconsole.config import Settings
-from opsconsole.transport import dumps, leak_routes
 from opsconsole.transport.admission import Admission, EarlyDrop, Penalties
-from opsconsole.transport.auth_routes import (
+from opsconsole.transport.http import dump_handlers, leak_handlers
+from opsconsole.transport.http.auth_handlers import (
     ChallengeHandler,
     LoginHandler,
     LogoutHandler,
@@ -30,11 +30,11 @@ from opsconsole.transport.auth_routes import (
     TicketHandler,
     WhoamiHandler,
 )
-from opsconsole.transport.base import NotFoundHandler, Services
-from opsconsole.transport.heapsnapshot import HeapSnapshotHandler
-from opsconsole.transport.request_gate import RequestGate
-from opsconsole.transport.terminal import HARD_MAX_MESSAGE, TerminalHandler
-from opsconsole.transport.ui import ui_routes
+from opsconsole.transport.http.base import NotFoundHandler, Services
+from opsconsole.transport.http.heapsnapshot_handler import HeapSnapshotHandler
+from opsconsole.transport.http.request_gate import RequestGate
+from opsconsole.transport.http.terminal_socket import HARD_MAX_MESSAGE, TerminalHandler
+from opsconsole.transport.http.ui_handlers import ui_routes
 
 _log = log.get("transport.http")
 _REFUSED = frozenset({401, 403, 429})  # refusals worth a WARNING (aggregated all the same)
@@ -52,26 +52,26 @@ def routes(svc: Services | None) -> list[tuple[str, type[tornado.web.RequestHand
         (r"/ops/auth/ticket", TicketHandler),
         (r"/ops/auth/redeem", RedeemHandler),
         (r"/ops/whoami", WhoamiHandler),
-        (r"/ops/threads", dumps.ThreadsHandler),
-        (r"/ops/gc", dumps.GcHandler),
-        (r"/ops/gc/monitor", dumps.GcMonitorHandler),
-        (r"/ops/process", dumps.ProcessHandler),
-        (r"/ops/objects", dumps.ObjectsHandler),
-        (r"/ops/objects/baseline", dumps.BaselineHandler),
-        (r"/ops/objects/growth", dumps.GrowthHandler),
-        (r"/ops/objects/refchain", dumps.RefchainHandler),
-        (r"/ops/heap", dumps.HeapHandler),
-        (r"/ops/heap/start", dumps.HeapStartHandler),
-        (r"/ops/heap/stop", dumps.HeapStopHandler),
-        (r"/ops/heap/snapshots", dumps.SnapshotsHandler),
-        (r"/ops/heap/snapshots/([^/]+)", dumps.SnapshotHandler),
-        (r"/ops/heap/snapshots/([^/]+)/top", dumps.SnapshotTopHandler),
-        (r"/ops/heap/diff", dumps.DiffHandler),
-        (r"/ops/profile", dumps.ProfileHandler),
+        (r"/ops/threads", dump_handlers.ThreadsHandler),
+        (r"/ops/gc", dump_handlers.GcHandler),
+        (r"/ops/gc/monitor", dump_handlers.GcMonitorHandler),
+        (r"/ops/process", dump_handlers.ProcessHandler),
+        (r"/ops/objects", dump_handlers.ObjectsHandler),
+        (r"/ops/objects/baseline", dump_handlers.BaselineHandler),
+        (r"/ops/objects/growth", dump_handlers.GrowthHandler),
+        (r"/ops/objects/refchain", dump_handlers.RefchainHandler),
+        (r"/ops/heap", dump_handlers.HeapHandler),
+        (r"/ops/heap/start", dump_handlers.HeapStartHandler),
+        (r"/ops/heap/stop", dump_handlers.HeapStopHandler),
+        (r"/ops/heap/snapshots", dump_handlers.SnapshotsHandler),
+        (r"/ops/heap/snapshots/([^/]+)", dump_handlers.SnapshotHandler),
+        (r"/ops/heap/snapshots/([^/]+)/top", dump_handlers.SnapshotTopHandler),
+        (r"/ops/heap/diff", dump_handlers.DiffHandler),
+        (r"/ops/profile", dump_handlers.ProfileHandler),
         (r"/ops/heapsnapshot", HeapSnapshotHandler),
-        (r"/ops/leaks", leak_routes.LeaksHandler),
-        (r"/ops/leaks/start", leak_routes.LeaksStartHandler),
-        (r"/ops/leaks/stop", leak_routes.LeaksStopHandler),
+        (r"/ops/leaks", leak_handlers.LeaksHandler),
+        (r"/ops/leaks/start", leak_handlers.LeaksStartHandler),
+        (r"/ops/leaks/stop", leak_handlers.LeaksStopHandler),
         (r"/ops/terminal", TerminalHandler),
     ]
     return [(pattern, handler, {"svc": svc}) for pattern, handler in table]

@@ -25,9 +25,9 @@ from opsconsole import log
 from opsconsole.auth.principal import Role
 from opsconsole.errors import AuditError, AuthError, OpsConsoleError, ProtocolError
 from opsconsole.repl.session import ReplSession
-from opsconsole.transport import ws_gate, ws_messages, ws_protocol
-from opsconsole.transport.base import ApiError, SessionHandler
-from opsconsole.transport.request_gate import COOKIE
+from opsconsole.transport.http import ws_gate, ws_messages, ws_protocol
+from opsconsole.transport.http.base import ApiError, SessionHandler
+from opsconsole.transport.http.request_gate import COOKIE
 
 _log = log.get("transport.terminal")
 SESSION_CHECK_MS = 250  # logout or expiry closes the terminal within a second

@@ -26,7 +26,7 @@ import tornado.websocket
 
 from opsconsole import log
 from opsconsole.errors import OpsConsoleError, ProtocolError
-from opsconsole.transport import ws_frames as wf
+from opsconsole.transport.http import ws_frames as wf
 
 _log = log.get("transport.terminal")
 _CHUNK = 64 * 1024  # what a dropped payload is read in: memory stays bounded whatever its length

@@ -28,10 +28,10 @@ from opsconsole.auth.principal import Principal
 from opsconsole.config import Settings
 from opsconsole.errors import AuditError, ConsoleError
 from opsconsole.repl.factory import ReplFactory
-from opsconsole.transport import ssh_hostkey
 from opsconsole.transport.admission import Admission, EarlyDrop, Penalties
-from opsconsole.transport.ssh_policy import ConnectionPolicy
-from opsconsole.transport.ssh_shell import ShellChannel
+from opsconsole.transport.ssh import host_key
+from opsconsole.transport.ssh.policy import ConnectionPolicy
+from opsconsole.transport.ssh.shell import ShellChannel
 
 _log = log.get("transport.ssh")
 # Deep enough that a burst of connects from one source cannot crowd another client's SYN
@@ -157,8 +157,8 @@ class SshServer:
         self._repl = repl
         self._record = record
         # A bad or exposed key file raises here, in the caller, like every other file.
-        self.host_key = ssh_hostkey.load_or_create(settings.ssh_host_key_path)
-        self.fingerprint = ssh_hostkey.fingerprint(self.host_key)
+        self.host_key = host_key.load_or_create(settings.ssh_host_key_path)
+        self.fingerprint = host_key.fingerprint(self.host_key)
         self.port = 0
         self._listener: socket.socket | None = None
         self._thread: threading.Thread | None = None
