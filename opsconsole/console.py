@@ -39,8 +39,9 @@ from opsconsole.repl.factory import ReplFactory
 from opsconsole.repl.loop import QuickWakeLoop
 from opsconsole.transport.admission import Admission, Penalties
 from opsconsole.transport.http.base import Services
-from opsconsole.transport.http.http_server import bind, make_admission, make_app, serve
+from opsconsole.transport.http.http_server import bind, make_admission, serve
 from opsconsole.transport.http.request_gate import RequestGate
+from opsconsole.transport.http.routes import make_app
 from opsconsole.transport.ssh.ssh_server import SshServer
 
 _log = log.get("console")
