@@ -40,6 +40,7 @@ from opsconsole.repl import profile as profiles
 from opsconsole.repl.asciicast import CastRecorder
 from opsconsole.repl.bridge import TerminalBridge
 from opsconsole.repl.interrupt import Interrupter, ReplInterrupt
+from opsconsole.repl.limits import DEFAULT_COLS, DEFAULT_ROWS, clamp_size
 from opsconsole.repl.loop import SessionLoop
 from opsconsole.repl.output import SessionOutput, Unbuffered
 from opsconsole.repl.profile import ProfileName
@@ -62,8 +63,8 @@ class ReplSession:
         on_close: Callable[[int], None],
         record_input: Callable[[str], None],
         cast_path: pathlib.Path | None = None,
-        rows: int = 24,
-        cols: int = 80,
+        rows: int = DEFAULT_ROWS,
+        cols: int = DEFAULT_COLS,
         profile: ProfileName = profiles.DEFAULT_PROFILE,
         title: str = "opsconsole",
     ) -> None:
@@ -76,7 +77,7 @@ class ReplSession:
         self._on_close = on_close
         self._record_input = record_input
         self._cast_path = cast_path
-        self._size = (_positive("rows", rows), _positive("cols", cols))
+        self._size = size = clamp_size(rows, cols)
         # A copy per session: `_`, `exit`, `get_ptpython` and the operator's names stay apart.
         self._namespace: dict[str, Any] = dict(namespace)
         self._namespace.setdefault("__name__", "__console__")
@@ -89,7 +90,7 @@ class ReplSession:
         self._finished = False
         self._recorder: CastRecorder | None = None
         self._output = SessionOutput(sink)
-        self._terminal = TerminalBridge(self._output, rows=rows, cols=cols)
+        self._terminal = TerminalBridge(self._output, rows=size.rows, cols=size.cols)
         self._stdin = LineReader(echo=self._echo)
         self._interrupter = Interrupter(self._name)
 
@@ -101,10 +102,9 @@ class ReplSession:
             if self._thread is not None or self._closing:
                 raise ConsoleError(f"REPL session {self.session_id} was already started or closed")
             if self._cast_path is not None:
-                rows, cols = self._size
                 try:
                     self._recorder = CastRecorder.create(
-                        self._cast_path, cols=cols, rows=rows, title=self._title
+                        self._cast_path, cols=self._size.cols, rows=self._size.rows, title=self._title
                     )
                 except OSError as exc:  # fail closed: no unrecorded sessions when recording is asked for
                     raise ConsoleError(f"cannot record the REPL session to {self._cast_path}: {exc}") from exc
@@ -133,11 +133,11 @@ class ReplSession:
                 self._terminal.feed(text)
 
     def resize(self, rows: int, cols: int) -> None:
-        """The terminal's new size in character cells."""
-        self._size = (_positive("rows", rows), _positive("cols", cols))
-        self._terminal.resize(rows, cols)
+        """The terminal's new size in character cells, as the client asked (``limits`` holds it in bounds)."""
+        self._size = size = clamp_size(rows, cols)
+        self._terminal.resize(size.rows, size.cols)
         if self._recorder is not None:
-            self._recorder.resize(cols, rows)
+            self._recorder.resize(size.cols, size.rows)
 
     def close(self) -> None:
         """End the session; idempotent. ``on_close`` follows once, from the session thread."""
@@ -242,9 +242,3 @@ class ReplSession:
             self._on_close(status)
         except Exception:
             _log.exception("on_close of REPL session %s failed", self.session_id)
-
-
-def _positive(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, not {value!r}")
-    return value
