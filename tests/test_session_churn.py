@@ -63,7 +63,7 @@ PER_SESSION: tuple[type, ...] = (
     CastRecorder,
     TerminalHandler,
     ShellChannel,
-    ssh_server._Transport,  # the server side of an SSH connection (the test's client is a plain Transport)
+    ssh_server.AuditedTransport,  # the server side of an SSH connection (the client is a plain Transport)
 )
 # session, executor, interrupt-timer, SSH reader and SSH transport threads (not "opsconsole-ssh",
 # the accept thread, which lives as long as the console)

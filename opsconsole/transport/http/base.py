@@ -33,6 +33,7 @@ from opsconsole.errors import (
     NotFoundError,
     StateError,
 )
+from opsconsole.repl.factory import ReplFactory
 from opsconsole.transport.admission import Admission
 from opsconsole.transport.http import json_body
 from opsconsole.transport.http.request_gate import RATE_CODE, RATE_MESSAGE, credentials
@@ -87,7 +88,7 @@ class Services:
     settings: Settings
     origin: str  # this console's own origin, e.g. http://127.0.0.1:8780
     allowed_origins: frozenset[str]  # browser Origins the terminal and cookie POSTs accept
-    repl: Any = None  # transport.terminal.ReplFactory, once the REPL is wired
+    repl: ReplFactory  # opens the terminal's REPL sessions
     refusals: log.RefusalLog = field(default_factory=log.RefusalLog)  # every refusal's log line
     admission: Admission | None = None  # the HTTP door's pre-auth connection limits
     request_rate: RequestRate | None = None  # unauthenticated requests per source

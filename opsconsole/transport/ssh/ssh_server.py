@@ -18,7 +18,6 @@ import secrets
 import socket
 import threading
 from collections.abc import Callable
-from typing import Any
 
 import paramiko
 
@@ -82,16 +81,16 @@ def disabled_algorithms() -> dict[str, list[str]]:
     }
 
 
-class _Transport(paramiko.Transport):
+class AuditedTransport(paramiko.Transport):
     """A Transport that audits what paramiko refuses before authentication."""
 
-    refused: Any = None  # set per connection: called with (reason, **fields)
+    refused: Callable[..., None] | None = None  # set per connection: called with (reason, **fields)
     refusals: log.RefusalLog | None = None  # set per connection, with the peer's address
     source = "-"
 
-    ended: Any = None  # set per connection: called once when the transport thread ends
+    ended: Callable[[], None] | None = None  # set per connection: called once when the transport thread ends
 
-    aborted: Any = None  # set per connection: paramiko ends authentication on its own
+    aborted: Callable[[], None] | None = None  # set per connection: paramiko ends authentication on its own
 
     def close(self) -> None:
         # paramiko's auth handler calls close() on this transport's own thread when it gives up
@@ -244,7 +243,7 @@ class SshServer:
 
     def _serve(self, sock: socket.socket, source: str) -> None:
         connection_id = secrets.token_hex(6)
-        transport = _Transport(sock, disabled_algorithms=disabled_algorithms(), strict_kex=True)
+        transport = AuditedTransport(sock, disabled_algorithms=disabled_algorithms(), strict_kex=True)
         transport.name = f"opsconsole-ssh-{connection_id}"
         transport.add_server_key(self.host_key)
         transport.banner_timeout = self._settings.header_timeout
@@ -319,7 +318,7 @@ class SshServer:
         with self._lock, contextlib.suppress(ValueError):
             self._transports.remove(transport)
 
-    def _grace_over(self, transport: paramiko.Transport, refuse: Any) -> None:
+    def _grace_over(self, transport: paramiko.Transport, refuse: Callable[..., None]) -> None:
         # the grace timer's thread
         if transport.is_active() and not transport.is_authenticated():
             refuse("ssh_login_grace_expired", seconds=self._settings.ssh_login_grace)
