@@ -1,6 +1,6 @@
 """One operator's REPL: a thread of its own, a loop of its own, a namespace of its own.
 
-The transport adapters (websocket now, SSH later) drive a :class:`ReplSession` with four calls
+The doors (websocket and SSH) drive a :class:`ReplSession` with four calls
 — ``start``, ``feed``, ``resize``, ``close`` — from their own threads, and get text back through
 ``sink`` on the session thread. A blocking eval freezes only its own session: every session
 runs on its own ``opsconsole-repl-<id>`` thread with its own asyncio loop.
@@ -12,8 +12,8 @@ never read becomes type-ahead for the next prompt, as in a terminal.
 
 Nothing of a session outlives it: once its thread has ended, its REPL, prompt_toolkit
 application, namespace, loop, executor, streams and recording are reachable from nowhere
-(``tests/test_session_churn.py`` counts them on the heap). What used to keep them, cut where it
-was made: prompt_toolkit's filter combinations cached on process-wide filters
+(``tests/test_session_churn.py`` counts them on the heap). What would keep them is cut where
+it is made: prompt_toolkit's filter combinations cached on process-wide filters
 (``filter_cache``), its process-wide type-ahead dict (``keyboard``), and ``sys.last_*`` after an
 error (``shell``). Being cyclic, a session's objects are freed by the next full collection.
 
