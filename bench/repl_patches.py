@@ -1,12 +1,8 @@
 """What each patch of prompt_toolkit's internals buys, measured with and without it in one run.
 
-Two patches are measured, each against the stock prompt_toolkit path:
-
-- ``redraw``: the session's app draws a frame right after a slice of keys, in the same loop
-  iteration, instead of ``Application.invalidate``'s deferred redraw
-  (``opsconsole.repl.redraw``);
-- ``frame_memo``: the input control's ``create_content`` built once per frame and size
-  (``opsconsole.repl.frame_memo``).
+The one patch kept, ``redraw`` (``opsconsole.repl.redraw``): the session's app draws a frame
+right after a slice of keys, in the same loop iteration, instead of ``Application.invalidate``'s
+deferred redraw. A patch whose gain this bench cannot show is not kept.
 
 For each, keystroke → echo (``bench/repl_pipe.py``'s in-process probe, no transport) in two
 sessions open side by side, one with the patch and one without, typed into in turn key by key
@@ -31,10 +27,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: the repo root
 
 from bench.repl_pipe import LINE, SWITCH, Probe, busy_host, default_factory, switch_interval
-from opsconsole.repl import frame_memo, redraw
+from opsconsole.repl import redraw
 from opsconsole.repl.session import ReplSession
 
-PATCHES = {"redraw": redraw, "frame_memo": frame_memo}
+PATCHES = {"redraw": redraw}
 
 
 def open_session(name: str, *, off: bool) -> tuple[ReplSession, Probe]:

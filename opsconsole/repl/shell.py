@@ -33,7 +33,7 @@ from prompt_toolkit.output import ColorDepth, Output
 from ptpython.repl import PythonRepl, ReplExit, exit
 from ptpython.utils import unindent_code
 
-from opsconsole.repl import display, frame_memo, layout, streams
+from opsconsole.repl import display, layout, streams
 from opsconsole.repl.interrupt import Interrupter, ReplInterrupt
 from opsconsole.repl.profile import Profile
 from opsconsole.repl.profile import apply as apply_profile
@@ -126,7 +126,6 @@ class OpsRepl(PythonRepl):
         self.color_depth = ColorDepth.DEPTH_8_BIT
         apply_profile(self, profile)
         layout.slim(self)  # hidden toolbars, floats and sidebar are not laid out each frame
-        frame_memo.install(self)  # the input's content is built once per frame
         self.default_buffer.auto_suggest = _SuggestWhenEnabled(
             ThreadedAutoSuggest(AutoSuggestFromHistory()), Condition(lambda: self.enable_auto_suggest)
         )
