@@ -1,7 +1,7 @@
 """The base handlers: JSON in and out, one error shape, sessions (bearer or cookie), roles.
 
 Dependencies arrive through ``initialize(**kwargs)`` from the one URL table in
-``transport/http.py``. Runs on the console IO loop.
+``routes.py``. Runs on the console IO loop.
 """
 
 from __future__ import annotations

@@ -10,14 +10,12 @@ Every method runs on the connection's paramiko transport thread.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Protocol
 
 import paramiko
 from paramiko.common import OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED, OPEN_SUCCEEDED
 from paramiko.server import InteractiveQuery
 
-from opsconsole.auth.authenticator import Authenticator
 from opsconsole.auth.principal import Principal
 from opsconsole.transport.ssh.login import TwoFactorLogin
 
@@ -33,26 +31,8 @@ class ShellSizer(Protocol):
 class ConnectionPolicy(paramiko.ServerInterface):
     """paramiko's server callbacks for one connection."""
 
-    def __init__(
-        self,
-        *,
-        auth: Authenticator,
-        source: str,
-        connection_id: str,
-        disconnect: Callable[[], None],
-        on_login: Callable[[Principal], None],
-        open_shell: ShellOpener,
-        resize_shell: ShellSizer,
-        audit_failing: Callable[[], str | None] = lambda: None,
-    ) -> None:
-        self._login = TwoFactorLogin(
-            auth=auth,
-            source=source,
-            connection_id=connection_id,
-            disconnect=disconnect,
-            on_login=on_login,
-            audit_failing=audit_failing,
-        )
+    def __init__(self, login: TwoFactorLogin, *, open_shell: ShellOpener, resize_shell: ShellSizer) -> None:
+        self._login = login
         self._open_shell = open_shell
         self._resize_shell = resize_shell
         self._session_channel: int | None = None
@@ -63,10 +43,6 @@ class ConnectionPolicy(paramiko.ServerInterface):
     def principal(self) -> Principal | None:
         """Who logged in on this connection; None until both factors are done."""
         return self._login.principal
-
-    def aborted(self) -> None:
-        """paramiko closes the connection during authentication on its own (the transport thread)."""
-        self._login.aborted()
 
     # -- authentication: the login decides ---------------------------------------------------
 

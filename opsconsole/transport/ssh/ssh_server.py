@@ -1,8 +1,8 @@
 """The SSH port: a listening socket, an accept thread, one paramiko Transport per connection.
 
-Off unless ``ssh_port`` is set. What a connection may do is ``ssh_policy``; what a shell is,
-``ssh_shell``. This module owns the socket-level limits: TCP_NODELAY on every accepted
-socket (keystrokes are tiny writes), the admission of connections still authenticating
+Off unless ``ssh_port`` is set. How a connection logs in is ``login``; what it may open,
+``policy``; what a shell is, ``shell``. This module owns the socket-level limits: TCP_NODELAY
+on every accepted socket (keystrokes are tiny writes), the admission of connections still authenticating
 (global and per-source caps, random early drop, penalties: checked at accept, before any
 crypto is spent), a banner timeout, a login grace timer, and the algorithm allow-lists.
 
@@ -29,6 +29,7 @@ from opsconsole.errors import AuditError, ConsoleError
 from opsconsole.repl.factory import ReplFactory
 from opsconsole.transport.admission import Admission, EarlyDrop, Penalties
 from opsconsole.transport.ssh import host_key
+from opsconsole.transport.ssh.login import TwoFactorLogin
 from opsconsole.transport.ssh.policy import ConnectionPolicy
 from opsconsole.transport.ssh.shell import ShellChannel
 
@@ -296,17 +297,16 @@ class SshServer:
             if shell is not None:
                 shell.resize(rows, cols)
 
-        policy = ConnectionPolicy(
+        login = TwoFactorLogin(
             auth=self._auth,
             source=source,
             connection_id=connection_id,
             disconnect=transport.close,
             on_login=on_login,
-            open_shell=open_shell,
-            resize_shell=resize_shell,
             audit_failing=self._audit_failing,
         )
-        transport.aborted = policy.aborted
+        policy = ConnectionPolicy(login, open_shell=open_shell, resize_shell=resize_shell)
+        transport.aborted = login.aborted
         with self._lock:
             self._transports.append(transport)
         grace.start()
