@@ -40,7 +40,7 @@ from opsconsole.repl.shell import OpsRepl
 from opsconsole.repl.stdin import LineReader
 from opsconsole.transport.http.terminal_socket import TerminalHandler
 from opsconsole.transport.ssh import ssh_server
-from opsconsole.transport.ssh.shell import ShellChannel
+from opsconsole.transport.ssh.shell_channel import ShellChannel
 from tests.conftest import console_settings
 from tests.session_cycles import PROBE, PROMPT, read_until, ssh_cycle, ws_cycle
 from tests.ssh_client import both_factors, open_shell, paramiko_client

@@ -1,9 +1,9 @@
-"""What one SSH connection may do: two factors in order (``login``), then one shell channel.
+"""What one SSH connection may do: two factors in order (``two_factor``), then one shell channel.
 
-paramiko calls this :class:`ConnectionPolicy`'s ``check_*`` methods; the authentication ones go
-to the connection's :class:`~opsconsole.transport.ssh.login.TwoFactorLogin`, the channel ones are
-decided here: one session channel with a pty and a shell, nothing else (no exec, subsystem,
-forwarding, agent or X11), each refusal audited.
+paramiko calls this :class:`ConnectionPolicy`'s ``check_*`` methods; the authentication ones
+go to the connection's :class:`~opsconsole.transport.ssh.two_factor.TwoFactorLogin`, the
+channel ones are decided here: one session channel with a pty and a shell, nothing else (no
+exec, subsystem, forwarding, agent or X11), each refusal audited.
 
 Every method runs on the connection's paramiko transport thread.
 """
@@ -17,7 +17,7 @@ from paramiko.common import OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED, OPEN_SUCCEE
 from paramiko.server import InteractiveQuery
 
 from opsconsole.auth.principal import Principal
-from opsconsole.transport.ssh.login import TwoFactorLogin
+from opsconsole.transport.ssh.two_factor import TwoFactorLogin
 
 
 class ShellOpener(Protocol):

@@ -1,10 +1,11 @@
 """The SSH port: a listening socket, an accept thread, one paramiko Transport per connection.
 
-Off unless ``ssh_port`` is set. How a connection logs in is ``login``; what it may open,
-``policy``; what a shell is, ``shell``. This module owns the socket-level limits: TCP_NODELAY
-on every accepted socket (keystrokes are tiny writes), the admission of connections still authenticating
-(global and per-source caps, random early drop, penalties: checked at accept, before any
-crypto is spent), a banner timeout, a login grace timer, and the algorithm allow-lists.
+Off unless ``ssh_port`` is set. How a connection logs in is ``two_factor``; what it may
+open, ``policy``; what a shell is, ``shell_channel``. This module owns the socket-level
+limits: TCP_NODELAY on every accepted socket (keystrokes are tiny writes), the admission of
+connections still authenticating (global and per-source caps, random early drop, penalties:
+checked at accept, before any crypto is spent), a banner timeout, a login grace timer, and
+the algorithm allow-lists.
 
 Threads: ``opsconsole-ssh`` accepts; each connection's paramiko Transport runs on its own
 ``opsconsole-ssh-<id>`` thread; a grace timer thread per unauthenticated connection.
@@ -29,9 +30,9 @@ from opsconsole.errors import AuditError, ConsoleError
 from opsconsole.repl.factory import ReplFactory
 from opsconsole.transport.admission import Admission, EarlyDrop, Penalties
 from opsconsole.transport.ssh import host_key
-from opsconsole.transport.ssh.login import TwoFactorLogin
 from opsconsole.transport.ssh.policy import ConnectionPolicy
-from opsconsole.transport.ssh.shell import ShellChannel
+from opsconsole.transport.ssh.shell_channel import ShellChannel
+from opsconsole.transport.ssh.two_factor import TwoFactorLogin
 
 _log = log.get("transport.ssh")
 # Deep enough that a burst of connects from one source cannot crowd another client's SYN
