@@ -35,15 +35,14 @@ from prompt_toolkit.application.current import create_app_session
 
 from opsconsole import log
 from opsconsole.errors import ConsoleError
-from opsconsole.repl import filter_cache, streams
-from opsconsole.repl import profile as profiles
+from opsconsole.repl import editor_profile, filter_cache, streams
 from opsconsole.repl.asciicast import CastRecorder
 from opsconsole.repl.bridge import TerminalBridge
+from opsconsole.repl.editor_profile import ProfileName
 from opsconsole.repl.interrupt import Interrupter, ReplInterrupt
 from opsconsole.repl.limits import DEFAULT_COLS, DEFAULT_ROWS, clamp_size
 from opsconsole.repl.loop import SessionLoop
 from opsconsole.repl.output import SessionOutput, Unbuffered
-from opsconsole.repl.profile import ProfileName
 from opsconsole.repl.shell import OpsRepl
 from opsconsole.repl.stdin import LineReader
 
@@ -65,14 +64,14 @@ class ReplSession:
         cast_path: pathlib.Path | None = None,
         rows: int = DEFAULT_ROWS,
         cols: int = DEFAULT_COLS,
-        profile: ProfileName = profiles.DEFAULT_PROFILE,
+        profile: ProfileName = editor_profile.DEFAULT_PROFILE,
         title: str = "opsconsole",
     ) -> None:
         if not session_id:
             raise ValueError("session_id must not be empty")
         self.session_id = session_id
         self.user = user
-        self._profile = profiles.get(profile)
+        self._profile = editor_profile.get(profile)
         self._title = title
         self._on_close = on_close
         self._record_input = record_input

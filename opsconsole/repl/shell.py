@@ -34,9 +34,9 @@ from ptpython.repl import PythonRepl, ReplExit, exit
 from ptpython.utils import unindent_code
 
 from opsconsole.repl import display, layout, streams
+from opsconsole.repl.editor_profile import EditorProfile
+from opsconsole.repl.editor_profile import apply as apply_profile
 from opsconsole.repl.interrupt import Interrupter, ReplInterrupt
-from opsconsole.repl.profile import Profile
-from opsconsole.repl.profile import apply as apply_profile
 
 MAX_READ_FAILURES = 3
 SHELL_REFUSED = (
@@ -96,7 +96,7 @@ class OpsRepl(PythonRepl):
         namespace: dict[str, Any],
         input: Input,
         output: Output,
-        profile: Profile,
+        profile: EditorProfile,
         title: str,
         record_input: Callable[[str], None],
         interrupter: Interrupter,
