@@ -88,7 +88,7 @@ class Services:
     settings: Settings
     origin: str  # this console's own origin, e.g. http://127.0.0.1:8780
     allowed_origins: frozenset[str]  # browser Origins the terminal and cookie POSTs accept
-    repl: ReplFactory  # opens the terminal's REPL sessions
+    repl: ReplFactory  # opens a REPL session for the websocket terminal
     refusals: log.RefusalLog = field(default_factory=log.RefusalLog)  # every refusal's log line
     admission: Admission | None = None  # the HTTP door's pre-auth connection limits
     request_rate: RequestRate | None = None  # unauthenticated requests per source
