@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/profiler_overhead.py
 	$(BIN)/python bench/stall.py
 	$(BIN)/python bench/repl_pipe.py
+	$(BIN)/python bench/repl_patches.py
 	$(BIN)/python bench/terminal.py
 	$(BIN)/python bench/session_churn.py
 	$(BIN)/python bench/flood.py

@@ -37,10 +37,11 @@ from opsconsole.errors import AuditError, ConsoleError
 from opsconsole.private_files import ensure_private_dir
 from opsconsole.repl.factory import ReplFactory
 from opsconsole.transport.admission import Admission, Penalties
-from opsconsole.transport.base import Services
-from opsconsole.transport.http import bind, make_admission, make_app, serve
-from opsconsole.transport.request_gate import RequestGate
-from opsconsole.transport.ssh import SshServer
+from opsconsole.transport.http.base import Services
+from opsconsole.transport.http.http_server import bind, make_admission, serve
+from opsconsole.transport.http.request_gate import RequestGate
+from opsconsole.transport.http.routes import make_app
+from opsconsole.transport.ssh.ssh_server import SshServer
 
 _log = log.get("console")
 START_TIMEOUT = 10.0

@@ -38,7 +38,7 @@ def _kwargs(tmp_path: Path, keys_dir: Path) -> dict[str, object]:
 
 def test_import_opens_no_socket_and_starts_no_thread() -> None:
     code = (
-        "import os, threading, opsconsole, opsconsole.console, opsconsole.transport.http\n"
+        "import os, threading, opsconsole, opsconsole.console, opsconsole.transport.http.http_server\n"
         "names = os.listdir('/proc/self/fd')\n"
         "fds = [os.readlink(f'/proc/self/fd/{f}') for f in names if os.path.exists(f'/proc/self/fd/{f}')]\n"
         "assert not [f for f in fds if f.startswith('socket:')], fds\n"

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from opsconsole.console import Console
 from opsconsole.errors import ProtocolError
-from opsconsole.transport import ws_messages
-from opsconsole.transport.terminal import MAX_MESSAGE
+from opsconsole.transport.http import ws_messages
+from opsconsole.transport.http.terminal_socket import MAX_MESSAGE
 from tests.fuzz import fuzz
 from tests.support import FakeClock, Operator, login_token
 from tests.terminal_client import Term

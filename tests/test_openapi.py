@@ -8,7 +8,7 @@ from typing import Any
 
 import tornado.web
 
-from opsconsole.transport.http import routes
+from opsconsole.transport.http.routes import routes
 
 DOC = json.loads((Path(__file__).parent.parent / "docs" / "openapi.json").read_text())
 METHODS = ("get", "post", "put", "delete", "patch")

@@ -30,6 +30,7 @@ from prompt_toolkit.filters import Condition, is_done
 from opsconsole.console import Console
 from opsconsole.repl import filter_cache
 from opsconsole.repl.asciicast import CastRecorder
+from opsconsole.repl.bridge import TerminalBridge
 from opsconsole.repl.interrupt import Interrupter
 from opsconsole.repl.keyboard import Keyboard
 from opsconsole.repl.loop import ContextExecutor, SessionLoop
@@ -37,10 +38,9 @@ from opsconsole.repl.output import SessionOutput
 from opsconsole.repl.session import ReplSession
 from opsconsole.repl.shell import OpsRepl
 from opsconsole.repl.stdin import LineReader
-from opsconsole.repl.terminal import TerminalBridge
-from opsconsole.transport import ssh
-from opsconsole.transport.ssh_shell import ShellChannel
-from opsconsole.transport.terminal import TerminalHandler
+from opsconsole.transport.http.terminal_socket import TerminalHandler
+from opsconsole.transport.ssh import ssh_server
+from opsconsole.transport.ssh.shell_channel import ShellChannel
 from tests.conftest import console_settings
 from tests.session_cycles import PROBE, PROMPT, read_until, ssh_cycle, ws_cycle
 from tests.ssh_client import both_factors, open_shell, paramiko_client
@@ -63,7 +63,7 @@ PER_SESSION: tuple[type, ...] = (
     CastRecorder,
     TerminalHandler,
     ShellChannel,
-    ssh._Transport,  # the server side of an SSH connection (the test's client is a plain Transport)
+    ssh_server.AuditedTransport,  # the server side of an SSH connection (the client is a plain Transport)
 )
 # session, executor, interrupt-timer, SSH reader and SSH transport threads (not "opsconsole-ssh",
 # the accept thread, which lives as long as the console)

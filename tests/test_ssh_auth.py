@@ -17,7 +17,7 @@ import pytest
 
 from opsconsole.console import Console
 from opsconsole.errors import ConsoleError, InsecureFileError
-from opsconsole.transport import ssh_hostkey
+from opsconsole.transport.ssh import host_key
 from tests.conftest import console_settings
 from tests.ssh_client import Impostor, paramiko_client, totp_answer
 from tests.ssh_client import open_shell as _shell
@@ -244,7 +244,7 @@ def test_host_key_is_private_from_creation_and_stable(
     first.stop()
     path = first.settings.ssh_host_key_path
     assert os.stat(path).st_mode & 0o777 == 0o600
-    assert fingerprint == ssh_hostkey.fingerprint(ssh_hostkey.load_or_create(path))
+    assert fingerprint == host_key.fingerprint(host_key.load_or_create(path))
     again = _start(tmp_path, keys_dir, clock)
     try:
         assert again.ssh is not None and again.ssh.fingerprint == fingerprint
@@ -256,7 +256,7 @@ def test_host_key_is_private_from_creation_and_stable(
 
 def test_a_readable_host_key_is_refused(tmp_path: Path, keys_dir: Path, clock: FakeClock) -> None:
     path = tmp_path / "hostkey"
-    ssh_hostkey.load_or_create(path)
+    host_key.load_or_create(path)
     path.chmod(0o644)
     with pytest.raises(InsecureFileError, match="chmod 600"):
         _start(tmp_path, keys_dir, clock, ssh_host_key=path)

@@ -18,7 +18,7 @@ import pytest
 import tornado
 
 from opsconsole.console import Console
-from opsconsole.transport import ws_gate
+from opsconsole.transport.http import ws_gate
 from tests.conftest import console_settings
 from tests.support import FakeClock, Operator, audit_events, browser_cookie, login_token
 from tests.ws_client import CLOSE, RawWebSocket, frame, upgrade_headers

@@ -20,7 +20,7 @@ import tornado
 
 from opsconsole.console import Console
 from opsconsole.errors import ProtocolError
-from opsconsole.transport import terminal, ws_frames, ws_messages, ws_protocol
+from opsconsole.transport.http import terminal_socket, ws_frames, ws_messages, ws_protocol
 from tests.support import FakeClock, Operator, audit_events, login_token
 from tests.terminal_client import clean
 from tests.ws_client import (
@@ -176,7 +176,7 @@ def test_on_a_drifted_tornado_the_stock_reader_stands_in(
 ) -> None:
     """The fallback: Tornado's own reader, our message checks, and one warning in the log."""
     monkeypatch.setattr(ws_protocol, "SUPPORTED", False)
-    monkeypatch.setattr(terminal, "_warned", [])
+    monkeypatch.setattr(terminal_socket, "_warned", [])
     token = login_token(console.url, operators["alice"], clock())
     for _ in range(2):
         conn = RawWebSocket(console.url)

@@ -2,6 +2,7 @@
 
 ``session.ReplSession`` runs one ptpython REPL on its own thread and loop; ``helpers.Ops`` is
 the ``ops`` object of diagnostics helpers in every session's namespace. The doors live in
-``opsconsole.transport`` and only move text in and out of a session. Nothing is imported here,
+``opsconsole.transport`` and only move text in and out of a session; the rules they share (size,
+stall, idle and age limits) are ``limits``. Nothing is imported here,
 so loading one module of this package does not load ptpython.
 """

@@ -7,8 +7,8 @@ bindings by combining prompt_toolkit's process-wide filters (``is_done``, ``~is_
 one session's ``PythonInput`` (``Condition(lambda: python_input.show_exit_confirmation)``).
 Every ``process_wide & per_session`` so put the per-session filter — and through its closure
 the REPL, its application, namespace, streams and recording — into a dict of an object that
-lives as long as the process: every closed terminal stayed in memory, a full ``gc.collect()``
-freed none of it.
+lives as long as the process: every closed terminal would stay in memory, and a full
+``gc.collect()`` would free none of it.
 
 The cut, at the source: :func:`install` gives ``Filter`` two data descriptors named
 ``_and_cache`` and ``_or_cache`` that stand for a cache that remembers nothing. A data

@@ -6,9 +6,10 @@ host thread is running pure Python, it keeps the GIL until the interpreter's swi
 (``sys.getswitchinterval()``, 5 ms by default) has passed. A keystroke crosses about ten such
 points between the websocket and the screen (the IO loop receives it and wakes the session
 loop, which draws and wakes the IO loop, which sends), so on a host whose main thread spins,
-each keystroke waited 50–60 ms for the GIL alone. The default, 0.5 ms, brings a keystroke's
-echo on such a host to 5–7 ms (``bench/terminal.py``: 1 ms gave 8–10 ms, 0.2 ms no better than
-0.5 ms, as the session then only gets its fair half of the CPU).
+each keystroke waits about ten switch intervals for the GIL alone. A shorter interval while a
+session is open cuts that wait; much shorter gains nothing, as the session then only gets its
+fair half of the CPU. ``bench/terminal.py`` measures the echo with and without it, and
+``bench/README.md`` holds the figures.
 
 The cost, paid only while at least one session is open: the interpreter hands the GIL between
 *CPU-bound* threads ten times as often. Each hand-off costs microseconds (and some cache

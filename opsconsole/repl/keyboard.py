@@ -6,7 +6,7 @@ more loop iteration and two more system calls, each of which hands the GIL away.
 thread spins in pure Python, a thread coming back from a system call waits up to a whole switch
 interval (5 ms by default) for the GIL, so every avoided hand-off is milliseconds of echo latency.
 A pipe write also blocks once 64 KiB are unread, which is the normal state during a long eval
-or a big paste, so the old path needed a queue in front of the pipe anyway.
+or a big paste, so a pipe would need a queue in front of it anyway.
 
 Here the queue *is* the input: :meth:`Keyboard.feed` (the console IO loop, or any thread)
 appends text and schedules one callback on the session loop; prompt_toolkit's callback then

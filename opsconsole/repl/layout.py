@@ -4,14 +4,13 @@ Every keystroke redraws the whole prompt_toolkit layout, in the host process, ho
 ptpython's layout is built for every feature at once, and a hidden part still costs its share
 of each frame: prompt_toolkit asks every child of an ``HSplit`` for its preferred height, and
 a ``FloatContainer`` visits each float, even when a ``ConditionalContainer`` then says "not
-now". Measured with ``bench/repl_pipe.py``-style renders at 80 columns (a frame is what a key
-costs the host, on the session thread):
+now". A frame is what a key costs the host, on the session thread, and two parts cost most:
 
 - the options sidebar (F2) sits beside the input in a ``VSplit`` that divides its width one
-  column per step two or three times a frame: ~0.5 ms of 1.8 ms, more on a wide window;
+  column per step two or three times a frame, more on a wide window;
 - the toolbars under the input (arg, search, system, validation, completions, docstring) and
   the floats over it (completion menus, signature, exit confirmation, Meta+Enter hint, sidebar
-  help): ~0.8 ms of what was left, ~2.0 → ~1.2 ms a frame.
+  help).
 
 :func:`slim` puts a ``DynamicContainer`` where ptpython's ``VSplit`` was. Per frame it picks:
 
@@ -20,11 +19,8 @@ costs the host, on the session thread):
   completion menu, a search, a validation error, a multi-line input's hint — decided from
   the filters of their own ``ConditionalContainer``s, so it stays right whatever sets them;
 - otherwise the input area alone: what is on screen is the same (``tests/test_repl_layout.py``
-  compares the screens with ptpython's own layout, step by step), the frame ~40 % cheaper.
-
-And the input's ``BufferControl`` builds its content once per frame and size: prompt_toolkit
-asks for it three times to learn the preferred height (each a full pass of the lexer and the
-input processors) and once more to draw, ~0.4 ms of a 1.5 ms frame.
+  compares the screens with ptpython's own layout, step by step), the frame cheaper
+  (``bench/repl_pipe.py``; figures in ``bench/README.md``).
 
 The same ``Window`` objects are in all three, and prompt_toolkit's walks of the layout (focus,
 parents, key bindings) still see all of ptpython's, so focus, cursor and menu positions do not
@@ -37,10 +33,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from prompt_toolkit.document import Document
 from prompt_toolkit.key_binding import KeyBindingsBase
 from prompt_toolkit.layout import (
-    BufferControl,
     ConditionalContainer,
     Container,
     DynamicContainer,
@@ -48,7 +42,6 @@ from prompt_toolkit.layout import (
     HSplit,
     VSplit,
 )
-from prompt_toolkit.layout.controls import UIContent
 from ptpython.python_input import PythonInput
 
 
@@ -76,7 +69,7 @@ def slim(repl: PythonInput) -> bool:
     def drawn() -> Container:
         # the session loop, a few times a frame (each size query and the drawing itself).
         # The filters are read once per frame, by the app's render counter: a dozen of them
-        # evaluated at each query were a quarter of the frame. The sidebar flag is read each
+        # evaluated at each query would cost more than the rest of the query. The sidebar flag is read each
         # time: F2 sets it and draws the sidebar at once.
         nonlocal chosen
         if repl.show_sidebar:
@@ -87,7 +80,6 @@ def slim(repl: PythonInput) -> bool:
         return chosen[1]
 
     root.children[0] = _DrawnPart(drawn, body)
-    _content_once_per_frame(repl)
     return True
 
 
@@ -135,34 +127,3 @@ def _extras(column: HSplit) -> list[Container]:
     if isinstance(first, FloatContainer):
         extras += [float_.content for float_ in first.floats]
     return extras
-
-
-def _content_once_per_frame(repl: PythonInput) -> None:
-    for window in repl.ptpython_layout.layout.find_all_windows():
-        control = window.content
-        if isinstance(control, BufferControl) and control.buffer is repl.default_buffer:
-            control.create_content = _FrameMemo(repl, control.create_content)  # type: ignore[method-assign]
-
-
-class _FrameMemo:
-    """The input control's ``create_content``, built once per frame and size.
-
-    Keyed by the render counter, the size asked for and the very Document shown, so a call
-    between frames, after a key changed the text or the cursor, is never served a stale line.
-    """
-
-    def __init__(self, repl: PythonInput, build: Callable[..., UIContent]) -> None:
-        self._repl = repl
-        self._build = build
-        self._key: tuple[int, int, int, bool] | None = None
-        self._document: Document | None = None
-        self._content: UIContent | None = None
-
-    def __call__(self, width: int, height: int, preview_search: bool = False) -> UIContent:
-        # the session loop, while a frame is drawn
-        document = self._repl.default_buffer.document
-        key = (self._repl.app.render_counter, width, height, preview_search)
-        if self._content is None or key != self._key or document is not self._document:
-            self._content = self._build(width, height, preview_search)
-            self._key, self._document = key, document
-        return self._content

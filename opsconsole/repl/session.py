@@ -1,6 +1,6 @@
 """One operator's REPL: a thread of its own, a loop of its own, a namespace of its own.
 
-The transport adapters (websocket now, SSH later) drive a :class:`ReplSession` with four calls
+The doors (websocket and SSH) drive a :class:`ReplSession` with four calls
 — ``start``, ``feed``, ``resize``, ``close`` — from their own threads, and get text back through
 ``sink`` on the session thread. A blocking eval freezes only its own session: every session
 runs on its own ``opsconsole-repl-<id>`` thread with its own asyncio loop.
@@ -12,8 +12,8 @@ never read becomes type-ahead for the next prompt, as in a terminal.
 
 Nothing of a session outlives it: once its thread has ended, its REPL, prompt_toolkit
 application, namespace, loop, executor, streams and recording are reachable from nowhere
-(``tests/test_session_churn.py`` counts them on the heap). What used to keep them, cut where it
-was made: prompt_toolkit's filter combinations cached on process-wide filters
+(``tests/test_session_churn.py`` counts them on the heap). What would keep them is cut where
+it is made: prompt_toolkit's filter combinations cached on process-wide filters
 (``filter_cache``), its process-wide type-ahead dict (``keyboard``), and ``sys.last_*`` after an
 error (``shell``). Being cyclic, a session's objects are freed by the next full collection.
 
@@ -35,16 +35,16 @@ from prompt_toolkit.application.current import create_app_session
 
 from opsconsole import log
 from opsconsole.errors import ConsoleError
-from opsconsole.repl import filter_cache, streams
-from opsconsole.repl import profile as profiles
+from opsconsole.repl import editor_profile, filter_cache, streams
 from opsconsole.repl.asciicast import CastRecorder
+from opsconsole.repl.bridge import TerminalBridge
+from opsconsole.repl.editor_profile import ProfileName
 from opsconsole.repl.interrupt import Interrupter, ReplInterrupt
+from opsconsole.repl.limits import DEFAULT_COLS, DEFAULT_ROWS, clamp_size
 from opsconsole.repl.loop import SessionLoop
 from opsconsole.repl.output import SessionOutput, Unbuffered
-from opsconsole.repl.profile import ProfileName
 from opsconsole.repl.shell import OpsRepl
 from opsconsole.repl.stdin import LineReader
-from opsconsole.repl.terminal import TerminalBridge
 
 _log = log.get("repl.session")
 
@@ -62,21 +62,21 @@ class ReplSession:
         on_close: Callable[[int], None],
         record_input: Callable[[str], None],
         cast_path: pathlib.Path | None = None,
-        rows: int = 24,
-        cols: int = 80,
-        profile: ProfileName = profiles.DEFAULT_PROFILE,
+        rows: int = DEFAULT_ROWS,
+        cols: int = DEFAULT_COLS,
+        profile: ProfileName = editor_profile.DEFAULT_PROFILE,
         title: str = "opsconsole",
     ) -> None:
         if not session_id:
             raise ValueError("session_id must not be empty")
         self.session_id = session_id
         self.user = user
-        self._profile = profiles.get(profile)
+        self._profile = editor_profile.get(profile)
         self._title = title
         self._on_close = on_close
         self._record_input = record_input
         self._cast_path = cast_path
-        self._size = (_positive("rows", rows), _positive("cols", cols))
+        self._size = size = clamp_size(rows, cols)
         # A copy per session: `_`, `exit`, `get_ptpython` and the operator's names stay apart.
         self._namespace: dict[str, Any] = dict(namespace)
         self._namespace.setdefault("__name__", "__console__")
@@ -89,7 +89,7 @@ class ReplSession:
         self._finished = False
         self._recorder: CastRecorder | None = None
         self._output = SessionOutput(sink)
-        self._terminal = TerminalBridge(self._output, rows=rows, cols=cols)
+        self._terminal = TerminalBridge(self._output, rows=size.rows, cols=size.cols)
         self._stdin = LineReader(echo=self._echo)
         self._interrupter = Interrupter(self._name)
 
@@ -101,10 +101,9 @@ class ReplSession:
             if self._thread is not None or self._closing:
                 raise ConsoleError(f"REPL session {self.session_id} was already started or closed")
             if self._cast_path is not None:
-                rows, cols = self._size
                 try:
                     self._recorder = CastRecorder.create(
-                        self._cast_path, cols=cols, rows=rows, title=self._title
+                        self._cast_path, cols=self._size.cols, rows=self._size.rows, title=self._title
                     )
                 except OSError as exc:  # fail closed: no unrecorded sessions when recording is asked for
                     raise ConsoleError(f"cannot record the REPL session to {self._cast_path}: {exc}") from exc
@@ -133,11 +132,11 @@ class ReplSession:
                 self._terminal.feed(text)
 
     def resize(self, rows: int, cols: int) -> None:
-        """The terminal's new size in character cells."""
-        self._size = (_positive("rows", rows), _positive("cols", cols))
-        self._terminal.resize(rows, cols)
+        """The terminal's new size in character cells, as the client asked (``limits`` holds it in bounds)."""
+        self._size = size = clamp_size(rows, cols)
+        self._terminal.resize(size.rows, size.cols)
         if self._recorder is not None:
-            self._recorder.resize(cols, rows)
+            self._recorder.resize(size.cols, size.rows)
 
     def close(self) -> None:
         """End the session; idempotent. ``on_close`` follows once, from the session thread."""
@@ -242,9 +241,3 @@ class ReplSession:
             self._on_close(status)
         except Exception:
             _log.exception("on_close of REPL session %s failed", self.session_id)
-
-
-def _positive(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, not {value!r}")
-    return value

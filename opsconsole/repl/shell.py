@@ -34,9 +34,9 @@ from ptpython.repl import PythonRepl, ReplExit, exit
 from ptpython.utils import unindent_code
 
 from opsconsole.repl import display, layout, streams
+from opsconsole.repl.editor_profile import EditorProfile
+from opsconsole.repl.editor_profile import apply as apply_profile
 from opsconsole.repl.interrupt import Interrupter, ReplInterrupt
-from opsconsole.repl.profile import Profile
-from opsconsole.repl.profile import apply as apply_profile
 
 MAX_READ_FAILURES = 3
 SHELL_REFUSED = (
@@ -71,8 +71,8 @@ class _OneCompletionAtATime(Completer):
     """ptpython's completer, run by one session at a time in this process.
 
     Completion runs jedi on a worker thread of each session, and jedi is not thread-safe: with
-    two operators pressing Tab at once, one of them got no menu (the common prefix was
-    inserted, then its completions were lost). A lock per process; the completions are listed
+    two operators pressing Tab at once, one of them would get no menu (the common prefix
+    inserted, then its completions lost). A lock per process; the completions are listed
     under it, so no generator is left half-run while another session's completion starts.
     """
 
@@ -96,7 +96,7 @@ class OpsRepl(PythonRepl):
         namespace: dict[str, Any],
         input: Input,
         output: Output,
-        profile: Profile,
+        profile: EditorProfile,
         title: str,
         record_input: Callable[[str], None],
         interrupter: Interrupter,
@@ -125,7 +125,7 @@ class OpsRepl(PythonRepl):
         self.terminal_title = title
         self.color_depth = ColorDepth.DEPTH_8_BIT
         apply_profile(self, profile)
-        layout.slim(self)  # hidden toolbars, floats and sidebar cost ~40 % of every frame otherwise
+        layout.slim(self)  # hidden toolbars, floats and sidebar are not laid out each frame
         self.default_buffer.auto_suggest = _SuggestWhenEnabled(
             ThreadedAutoSuggest(AutoSuggestFromHistory()), Condition(lambda: self.enable_auto_suggest)
         )

@@ -18,7 +18,7 @@ from opsconsole.auth.principal import Role
 from opsconsole.diagnostics import profiler
 from opsconsole.diagnostics.render import to_data
 from opsconsole.errors import DiagnosticsError, InvalidRequestError, NotFoundError
-from opsconsole.transport.base import ApiError, BaseHandler
+from opsconsole.transport.http.base import ApiError, BaseHandler
 
 _log = log.get("transport.dumps")
 CHUNK = 64 * 1024

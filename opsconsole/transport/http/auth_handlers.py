@@ -11,8 +11,8 @@ from typing import ClassVar
 
 from opsconsole.auth.principal import Role
 from opsconsole.errors import AuthError
-from opsconsole.transport.base import ApiError, BaseHandler
-from opsconsole.transport.request_gate import COOKIE
+from opsconsole.transport.http.base import ApiError, BaseHandler
+from opsconsole.transport.http.request_gate import COOKIE
 
 
 class ChallengeHandler(BaseHandler):

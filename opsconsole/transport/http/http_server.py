@@ -1,4 +1,4 @@
-"""The URL table and the HTTP server with its pre-auth limits.
+"""The HTTP server with its pre-auth limits: admission at accept(), the request gate, binding.
 
 Built and run on the console thread's own asyncio loop (see ``console.py``).
 """
@@ -20,100 +20,13 @@ import tornado.web
 
 from opsconsole import log
 from opsconsole.config import Settings
-from opsconsole.transport import dumps, leak_routes
 from opsconsole.transport.admission import Admission, EarlyDrop, Penalties
-from opsconsole.transport.auth_routes import (
-    ChallengeHandler,
-    LoginHandler,
-    LogoutHandler,
-    RedeemHandler,
-    TicketHandler,
-    WhoamiHandler,
-)
-from opsconsole.transport.base import NotFoundHandler, Services
-from opsconsole.transport.heapsnapshot import HeapSnapshotHandler
-from opsconsole.transport.request_gate import RequestGate
-from opsconsole.transport.terminal import HARD_MAX_MESSAGE, TerminalHandler
-from opsconsole.transport.ui import ui_routes
+from opsconsole.transport.http.request_gate import RequestGate
 
 _log = log.get("transport.http")
-_REFUSED = frozenset({401, 403, 429})  # refusals worth a WARNING (aggregated all the same)
 # Deep enough that a burst of connects from one source cannot crowd another client's SYN
 # out of the kernel's queue: who may stay is decided after accept(), by the admission.
 BACKLOG = 1024
-
-
-def routes(svc: Services | None) -> list[tuple[str, type[tornado.web.RequestHandler], dict[str, Any]]]:
-    """The one URL table. docs/openapi.json documents each route (a test compares them)."""
-    table: list[tuple[str, type[tornado.web.RequestHandler]]] = [
-        (r"/ops/auth/challenge", ChallengeHandler),
-        (r"/ops/auth/login", LoginHandler),
-        (r"/ops/auth/logout", LogoutHandler),
-        (r"/ops/auth/ticket", TicketHandler),
-        (r"/ops/auth/redeem", RedeemHandler),
-        (r"/ops/whoami", WhoamiHandler),
-        (r"/ops/threads", dumps.ThreadsHandler),
-        (r"/ops/gc", dumps.GcHandler),
-        (r"/ops/gc/monitor", dumps.GcMonitorHandler),
-        (r"/ops/process", dumps.ProcessHandler),
-        (r"/ops/objects", dumps.ObjectsHandler),
-        (r"/ops/objects/baseline", dumps.BaselineHandler),
-        (r"/ops/objects/growth", dumps.GrowthHandler),
-        (r"/ops/objects/refchain", dumps.RefchainHandler),
-        (r"/ops/heap", dumps.HeapHandler),
-        (r"/ops/heap/start", dumps.HeapStartHandler),
-        (r"/ops/heap/stop", dumps.HeapStopHandler),
-        (r"/ops/heap/snapshots", dumps.SnapshotsHandler),
-        (r"/ops/heap/snapshots/([^/]+)", dumps.SnapshotHandler),
-        (r"/ops/heap/snapshots/([^/]+)/top", dumps.SnapshotTopHandler),
-        (r"/ops/heap/diff", dumps.DiffHandler),
-        (r"/ops/profile", dumps.ProfileHandler),
-        (r"/ops/heapsnapshot", HeapSnapshotHandler),
-        (r"/ops/leaks", leak_routes.LeaksHandler),
-        (r"/ops/leaks/start", leak_routes.LeaksStartHandler),
-        (r"/ops/leaks/stop", leak_routes.LeaksStopHandler),
-        (r"/ops/terminal", TerminalHandler),
-    ]
-    return [(pattern, handler, {"svc": svc}) for pattern, handler in table]
-
-
-def make_app(svc: Services) -> tornado.web.Application:
-    return tornado.web.Application(
-        [*routes(svc), *ui_routes()],
-        default_handler_class=NotFoundHandler,
-        default_handler_args={"svc": svc},
-        xsrf_cookies=False,  # cookie POSTs are checked against the Origin allow-list instead
-        log_function=lambda handler: _log_request(svc.refusals, handler),
-        compress_response=False,
-        websocket_ping_interval=svc.settings.ws_ping_interval,
-        websocket_ping_timeout=svc.settings.ws_ping_interval,
-        websocket_max_message_size=HARD_MAX_MESSAGE,
-    )
-
-
-def _log_request(refusals: log.RefusalLog, handler: tornado.web.RequestHandler) -> None:
-    # The path only: query strings and headers could one day carry something secret.
-    # An operator's own requests get a line each; everything else (refusals, and requests
-    # made before any login) is aggregated, since anyone can send those by the thousand.
-    status = handler.get_status()
-    method, path, ms = handler.request.method, handler.request.path, 1000.0 * handler.request.request_time()
-    if getattr(handler, "session", None) is not None and status < 400:
-        _log.info("%d %s %s %.1fms", status, method, path, ms)
-        return
-    source = handler.request.remote_ip or "unknown"
-    reason = getattr(handler, "refusal_reason", "")
-    refusals.refused(
-        _log,
-        logging.WARNING if status in _REFUSED else logging.INFO,
-        f"HTTP {status}" if status >= 400 else f"HTTP {status} {method} {path}",
-        source,
-        "%d %s %s from %s%s",
-        status,
-        method,
-        path[:200],
-        source,
-        f": {reason}" if reason else "",
-    )
 
 
 class CappedHTTPServer(tornado.httpserver.HTTPServer):

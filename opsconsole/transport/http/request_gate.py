@@ -7,7 +7,7 @@ before any JSON parsing, signature check or route. A request with a live session
 limited.
 
 Two places apply it. :class:`RequestGate` runs on every request as soon as its headers are
-in, below Tornado's RequestHandler (``transport.http``): if the source's bucket is empty and
+in, below Tornado's RequestHandler (``http_server``): if the source's bucket is empty and
 the request carries no live session, the gate writes a canned 429 on the connection itself
 and closes it (``Connection: close``, requests pipelined behind it dropped unread), so a
 flood costs a header parse and a dictionary lookup per connection, and the connection's

@@ -11,7 +11,7 @@ from typing import Any
 
 import tornado.web
 
-STATIC = Path(__file__).resolve().parent.parent / "static"
+STATIC = Path(__file__).resolve().parents[2] / "static"
 # Nothing inline anywhere: scripts, styles and connections only from this origin.
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "

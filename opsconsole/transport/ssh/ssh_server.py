@@ -1,10 +1,11 @@
 """The SSH port: a listening socket, an accept thread, one paramiko Transport per connection.
 
-Off unless ``ssh_port`` is set. What a connection may do is ``ssh_policy``; what a shell is,
-``ssh_shell``. This module owns the socket-level limits: TCP_NODELAY on every accepted
-socket (keystrokes are tiny writes), the admission of connections still authenticating
-(global and per-source caps, random early drop, penalties: checked at accept, before any
-crypto is spent), a banner timeout, a login grace timer, and the algorithm allow-lists.
+Off unless ``ssh_port`` is set. How a connection logs in is ``two_factor``; what it may
+open, ``policy``; what a shell is, ``shell_channel``. This module owns the socket-level
+limits: TCP_NODELAY on every accepted socket (keystrokes are tiny writes), the admission of
+connections still authenticating (global and per-source caps, random early drop, penalties:
+checked at accept, before any crypto is spent), a banner timeout, a login grace timer, and
+the algorithm allow-lists.
 
 Threads: ``opsconsole-ssh`` accepts; each connection's paramiko Transport runs on its own
 ``opsconsole-ssh-<id>`` thread; a grace timer thread per unauthenticated connection.
@@ -18,7 +19,6 @@ import secrets
 import socket
 import threading
 from collections.abc import Callable
-from typing import Any
 
 import paramiko
 
@@ -28,10 +28,11 @@ from opsconsole.auth.principal import Principal
 from opsconsole.config import Settings
 from opsconsole.errors import AuditError, ConsoleError
 from opsconsole.repl.factory import ReplFactory
-from opsconsole.transport import ssh_hostkey
 from opsconsole.transport.admission import Admission, EarlyDrop, Penalties
-from opsconsole.transport.ssh_policy import ConnectionPolicy
-from opsconsole.transport.ssh_shell import ShellChannel
+from opsconsole.transport.ssh import host_key
+from opsconsole.transport.ssh.policy import ConnectionPolicy
+from opsconsole.transport.ssh.shell_channel import ShellChannel
+from opsconsole.transport.ssh.two_factor import TwoFactorLogin
 
 _log = log.get("transport.ssh")
 # Deep enough that a burst of connects from one source cannot crowd another client's SYN
@@ -82,16 +83,16 @@ def disabled_algorithms() -> dict[str, list[str]]:
     }
 
 
-class _Transport(paramiko.Transport):
+class AuditedTransport(paramiko.Transport):
     """A Transport that audits what paramiko refuses before authentication."""
 
-    refused: Any = None  # set per connection: called with (reason, **fields)
+    refused: Callable[..., None] | None = None  # set per connection: called with (reason, **fields)
     refusals: log.RefusalLog | None = None  # set per connection, with the peer's address
     source = "-"
 
-    ended: Any = None  # set per connection: called once when the transport thread ends
+    ended: Callable[[], None] | None = None  # set per connection: called once when the transport thread ends
 
-    aborted: Any = None  # set per connection: paramiko ends authentication on its own
+    aborted: Callable[[], None] | None = None  # set per connection: paramiko ends authentication on its own
 
     def close(self) -> None:
         # paramiko's auth handler calls close() on this transport's own thread when it gives up
@@ -157,8 +158,8 @@ class SshServer:
         self._repl = repl
         self._record = record
         # A bad or exposed key file raises here, in the caller, like every other file.
-        self.host_key = ssh_hostkey.load_or_create(settings.ssh_host_key_path)
-        self.fingerprint = ssh_hostkey.fingerprint(self.host_key)
+        self.host_key = host_key.load_or_create(settings.ssh_host_key_path)
+        self.fingerprint = host_key.fingerprint(self.host_key)
         self.port = 0
         self._listener: socket.socket | None = None
         self._thread: threading.Thread | None = None
@@ -244,7 +245,7 @@ class SshServer:
 
     def _serve(self, sock: socket.socket, source: str) -> None:
         connection_id = secrets.token_hex(6)
-        transport = _Transport(sock, disabled_algorithms=disabled_algorithms(), strict_kex=True)
+        transport = AuditedTransport(sock, disabled_algorithms=disabled_algorithms(), strict_kex=True)
         transport.name = f"opsconsole-ssh-{connection_id}"
         transport.add_server_key(self.host_key)
         transport.banner_timeout = self._settings.header_timeout
@@ -297,17 +298,16 @@ class SshServer:
             if shell is not None:
                 shell.resize(rows, cols)
 
-        policy = ConnectionPolicy(
+        login = TwoFactorLogin(
             auth=self._auth,
             source=source,
             connection_id=connection_id,
             disconnect=transport.close,
             on_login=on_login,
-            open_shell=open_shell,
-            resize_shell=resize_shell,
             audit_failing=self._audit_failing,
         )
-        transport.aborted = policy.aborted
+        policy = ConnectionPolicy(login, open_shell=open_shell, resize_shell=resize_shell)
+        transport.aborted = login.aborted
         with self._lock:
             self._transports.append(transport)
         grace.start()
@@ -319,7 +319,7 @@ class SshServer:
         with self._lock, contextlib.suppress(ValueError):
             self._transports.remove(transport)
 
-    def _grace_over(self, transport: paramiko.Transport, refuse: Any) -> None:
+    def _grace_over(self, transport: paramiko.Transport, refuse: Callable[..., None]) -> None:
         # the grace timer's thread
         if transport.is_active() and not transport.is_authenticated():
             refuse("ssh_login_grace_expired", seconds=self._settings.ssh_login_grace)

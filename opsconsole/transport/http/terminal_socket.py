@@ -24,15 +24,14 @@ import tornado.websocket
 from opsconsole import log
 from opsconsole.auth.principal import Role
 from opsconsole.errors import AuditError, AuthError, OpsConsoleError, ProtocolError
+from opsconsole.repl import limits
 from opsconsole.repl.session import ReplSession
-from opsconsole.transport import ws_gate, ws_messages, ws_protocol
-from opsconsole.transport.base import ApiError, SessionHandler
-from opsconsole.transport.request_gate import COOKIE
+from opsconsole.transport.http import ws_gate, ws_messages, ws_protocol
+from opsconsole.transport.http.base import ApiError, SessionHandler
+from opsconsole.transport.http.request_gate import COOKIE
 
 _log = log.get("transport.terminal")
 SESSION_CHECK_MS = 250  # logout or expiry closes the terminal within a second
-MAX_ROWS, MAX_COLS = 500, 1000
-STALL_SECONDS = 5.0  # a client that takes no output for this long has stopped reading
 # Our limit: the frame reader refuses a longer message at its header (1009, audited).
 # HARD_MAX_MESSAGE caps what Tornado's own reader buffers when it has to stand in.
 MAX_MESSAGE = 64 * 1024
@@ -133,6 +132,8 @@ class TerminalHandler(SessionHandler, tornado.websocket.WebSocketHandler):
         self.session_id = secrets.token_hex(6)
         self._watch = tornado.ioloop.PeriodicCallback(self._check_session, SESSION_CHECK_MS)
         self._watch.start()
+        # ?rows=&cols= as the client sent them; the one size rule decides what they mean
+        size = limits.parse_size(self.get_query_argument("rows", ""), self.get_query_argument("cols", ""))
         try:
             self.repl: ReplSession = self.svc.repl.open(
                 user=self.session.principal.user,
@@ -140,8 +141,8 @@ class TerminalHandler(SessionHandler, tornado.websocket.WebSocketHandler):
                 door="websocket",
                 sink=self._sink,
                 on_close=self._repl_closed,
-                rows=_bounded(self.get_query_argument("rows", "24"), MAX_ROWS, 24),
-                cols=_bounded(self.get_query_argument("cols", "80"), MAX_COLS, 80),
+                rows=size.rows,
+                cols=size.cols,
             )
         except OpsConsoleError as exc:  # e.g. the session recording could not be created
             _log.error("terminal session not opened: %s", exc)
@@ -166,7 +167,7 @@ class TerminalHandler(SessionHandler, tornado.websocket.WebSocketHandler):
                 return
             self.repl.feed(parsed.text)
         else:
-            self.repl.resize(max(1, min(parsed.rows, MAX_ROWS)), max(1, min(parsed.cols, MAX_COLS)))
+            self.repl.resize(parsed.rows, parsed.cols)  # the session holds it within limits
 
     def protocol_error(self, exc: ProtocolError) -> None:
         """A broken frame or message: audited once per connection, closed with its code."""
@@ -194,12 +195,12 @@ class TerminalHandler(SessionHandler, tornado.websocket.WebSocketHandler):
 
     def _sink(self, text: str) -> None:
         # runs on the REPL session thread. Backpressure: past the buffer limit the session
-        # waits for the client to catch up; a client that takes no output for STALL_SECONDS
+        # waits for the client to catch up; a client that takes no output for limits.STALL_SECONDS
         # has stopped reading and is dropped, so memory stays bounded either way.
         size = len(text)
         with self._drained:
             over = self._pending > self._limit and not self._drained.wait_for(
-                lambda: self._closing or self._pending <= self._limit // 2, STALL_SECONDS
+                lambda: self._closing or self._pending <= self._limit // 2, limits.STALL_SECONDS
             )
             if self._is_closing():
                 return
@@ -228,7 +229,7 @@ class TerminalHandler(SessionHandler, tornado.websocket.WebSocketHandler):
 
     def _overflow(self) -> None:
         # A client that stops reading would make us buffer without bound: drop it.
-        self._drop(1008, "ws_slow_client", f"output not read for {STALL_SECONDS:.0f} s")
+        self._drop(1008, "ws_slow_client", f"output not read for {limits.STALL_SECONDS:.0f} s")
 
     def _repl_closed(self, status: int) -> None:
         # runs on the REPL session thread (or the closing thread)
@@ -304,10 +305,3 @@ def _warn_stock_reader() -> None:
             tornado.version,
             "; ".join(ws_protocol.shape_problems()) or "another protocol class",
         )
-
-
-def _bounded(raw: str, high: int, default: int) -> int:
-    try:
-        return max(1, min(int(raw), high))
-    except ValueError:
-        return default

@@ -1,7 +1,7 @@
 """The base handlers: JSON in and out, one error shape, sessions (bearer or cookie), roles.
 
 Dependencies arrive through ``initialize(**kwargs)`` from the one URL table in
-``transport/http.py``. Runs on the console IO loop.
+``routes.py``. Runs on the console IO loop.
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ from opsconsole.errors import (
     StateError,
 )
 from opsconsole.repl.factory import ReplFactory
-from opsconsole.transport import json_body
 from opsconsole.transport.admission import Admission
-from opsconsole.transport.request_gate import RATE_CODE, RATE_MESSAGE, credentials
+from opsconsole.transport.http import json_body
+from opsconsole.transport.http.request_gate import RATE_CODE, RATE_MESSAGE, credentials
 
 _log = log.get("transport")
 T = TypeVar("T")

@@ -10,7 +10,7 @@ from typing import ClassVar
 
 from opsconsole.auth.principal import Role
 from opsconsole.diagnostics import leaks
-from opsconsole.transport.base import BaseHandler
+from opsconsole.transport.http.base import BaseHandler
 
 
 class LeaksHandler(BaseHandler):

@@ -7,7 +7,7 @@ so this subclass replaces one private method, ``_receive_frame`` (one frame per 
 same since Tornado 6.3), and hands every good frame to Tornado's own ``_handle_message`` (pings,
 pongs, the close handshake, ``on_message``). ``shape_problems()`` checks the private members
 it relies on; when they drift the handler falls back to Tornado's reader (see
-``transport/terminal.py``) and a test fails.
+``terminal_socket.py``) and a test fails.
 
 A violation is reported once to the handler's ``protocol_error`` (which audits it and sends
 the close frame); then the connection only waits for the peer's close frame, reading and
@@ -26,7 +26,7 @@ import tornado.websocket
 
 from opsconsole import log
 from opsconsole.errors import OpsConsoleError, ProtocolError
-from opsconsole.transport import ws_frames as wf
+from opsconsole.transport.http import ws_frames as wf
 
 _log = log.get("transport.terminal")
 _CHUNK = 64 * 1024  # what a dropped payload is read in: memory stays bounded whatever its length

@@ -3,12 +3,14 @@
 Threads: a reader thread per channel (``opsconsole-ssh-read-<id>``) turns channel bytes into
 ``feed`` calls; the REPL session thread writes output with ``send``, which blocks while the
 client's window is full — that is the backpressure, and it only ever blocks the session's own
-thread. A client that takes no output for ``STALL_SECONDS`` has stopped reading: its
+thread. A client that takes no output for ``limits.STALL_SECONDS`` has stopped reading: its
 channel is closed, as the websocket drops a stalled client.
 
-The browser session's limits hold for a shell too: no keystroke for ``session_idle_timeout``
-or a connection older than ``session_max_age`` closes it (the reader checks every
-``TICK_SECONDS``), so an unattended terminal does not stay logged in forever.
+The browser session's limits hold for a shell too (``limits.SessionClock``): no keystroke for
+``session_idle_timeout`` or a connection older than ``session_max_age`` closes it (the reader
+checks every ``TICK_SECONDS``), so an unattended terminal does not stay logged in forever.
+The size a pty request or window change asks for goes to the session as it came: the session
+holds it within ``limits``.
 
 The REPL already emits ``\\r\\n`` line ends (xterm.js needs them too), so bytes go out as they are.
 """
@@ -27,19 +29,13 @@ from opsconsole import log
 from opsconsole.auth.principal import Principal
 from opsconsole.errors import OpsConsoleError
 from opsconsole.repl.factory import ReplFactory
+from opsconsole.repl.limits import STALL_SECONDS, SessionClock
 from opsconsole.repl.session import ReplSession
 
 _log = log.get("transport.ssh")
-STALL_SECONDS = 5.0
 TICK_SECONDS = 0.5  # how often a quiet channel checks the session's idle and age limits
 READ_SIZE = 32 * 1024
-MAX_ROWS, MAX_COLS = 500, 1000
 VIEWER_REFUSAL = "opsconsole: {user} has the viewer role; the REPL needs the operator role.\r\n"
-
-
-def clamp_size(rows: int, cols: int) -> tuple[int, int]:
-    # A pty request may say 0×0 (no size known) or something absurd.
-    return (max(1, min(rows or 24, MAX_ROWS)), max(1, min(cols or 80, MAX_COLS)))
 
 
 class ShellChannel:
@@ -65,15 +61,14 @@ class ShellChannel:
         self._refuse = refuse
         self._session: ReplSession | None = None
         self._closed = threading.Event()
-        self._idle_timeout, self._max_age = idle_timeout, max_age
-        self._started = self._last_input = time.monotonic()
+        self._clock = SessionClock(idle_timeout=idle_timeout, max_age=max_age)
 
     def start(self, rows: int, cols: int) -> None:
         # The shell request's reply goes out after this returns, so nothing is sent from here:
         # the reader thread does the rest.
         thread = threading.Thread(
             target=self._run,
-            args=clamp_size(rows, cols),
+            args=(rows, cols),
             name=f"opsconsole-ssh-read-{self._session_id}",
             daemon=True,
         )
@@ -83,7 +78,7 @@ class ShellChannel:
         # the transport thread
         session = self._session
         if session is not None:
-            session.resize(*clamp_size(rows, cols))
+            session.resize(rows, cols)
 
     # -- the reader thread ----------------------------------------------------------------------
 
@@ -126,18 +121,14 @@ class ShellChannel:
                 data = b""
             if not data:  # the client went away: end the session
                 break
-            self._last_input = time.monotonic()  # typing is activity, as on the websocket
+            self._clock.touch()  # typing is activity, as on the websocket
             session.feed(decoder.decode(data))
         session.close()
 
     def _expired(self) -> bool:
-        # The browser's session limits hold here too: idle (no keystroke) and absolute age.
-        now = time.monotonic()
-        if now - self._last_input > self._idle_timeout:
-            why = f"no input for {self._idle_timeout:g} s"
-        elif now - self._started > self._max_age:
-            why = f"open for {self._max_age:g} s"
-        else:
+        # the reader thread. The browser's session limits hold here too: idle and absolute age.
+        why = self._clock.expired()
+        if why is None:
             return False
         self._refuse("ssh_session_expired", user=self._principal.user, session=self._session_id, why=why)
         self._send(f"\r\nopsconsole: session closed: {why}.\r\n".encode())

@@ -32,27 +32,27 @@ DEFAULT_PROFILE: ProfileName = "lean"
 
 
 @dataclass(frozen=True, slots=True)
-class Profile:
+class EditorProfile:
     name: ProfileName
     complete_while_typing: bool
     show_signature: bool
     show_docstring: bool
 
 
-PROFILES: dict[str, Profile] = {
-    "lean": Profile("lean", complete_while_typing=False, show_signature=False, show_docstring=False),
-    "full": Profile("full", complete_while_typing=True, show_signature=True, show_docstring=True),
+PROFILES: dict[str, EditorProfile] = {
+    "lean": EditorProfile("lean", complete_while_typing=False, show_signature=False, show_docstring=False),
+    "full": EditorProfile("full", complete_while_typing=True, show_signature=True, show_docstring=True),
 }
 
 
-def get(name: str) -> Profile:
+def get(name: str) -> EditorProfile:
     try:
         return PROFILES[name]
     except KeyError:
         raise ConfigError(f'must be "lean" or "full", not {name!r}', key="repl_profile") from None
 
 
-def apply(repl: PythonInput, profile: Profile) -> None:
+def apply(repl: PythonInput, profile: EditorProfile) -> None:
     """Set the profile's options on a ptpython input (the session thread, before it runs)."""
     repl.complete_while_typing = profile.complete_while_typing
     repl.show_signature = profile.show_signature

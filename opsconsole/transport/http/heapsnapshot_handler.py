@@ -17,7 +17,7 @@ import tornado.iostream
 from opsconsole import log
 from opsconsole.auth.principal import Role
 from opsconsole.diagnostics.heapsnapshot import Contents, HeapSnapshotInfo
-from opsconsole.transport.base import BaseHandler
+from opsconsole.transport.http.base import BaseHandler
 
 _log = log.get("transport.heapsnapshot")
 SEND_TIMEOUT = 300.0  # seconds the worker waits for one chunk to reach a slow client

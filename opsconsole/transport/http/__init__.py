@@ -1,0 +1,1 @@
+"""The HTTP door: Tornado app, URL table, handlers, the websocket terminal and its frame reader."""

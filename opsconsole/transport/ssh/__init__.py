@@ -1,0 +1,1 @@
+"""The SSH door: paramiko server, per-connection policy, host key, shell channel."""
