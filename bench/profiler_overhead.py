@@ -22,8 +22,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from opsconsole.diagnostics import profiler
-from opsconsole.diagnostics.profiler import Profile, sample
+from opsconsole.diagnostics.profiler import sampler as profiler
+from opsconsole.diagnostics.profiler.sampler import Profile, sample
 
 DEPTH = 40
 IDLE_THREADS = 8

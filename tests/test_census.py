@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from opsconsole.diagnostics.census import (
+from opsconsole.diagnostics.objects.census import (
     MAX_BASELINES,
     Census,
     Growth,

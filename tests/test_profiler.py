@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from opsconsole.diagnostics.profile_export import SPEEDSCOPE_SCHEMA, function_name
-from opsconsole.diagnostics.profiler import (
+from opsconsole.diagnostics.profiler.export import SPEEDSCOPE_SCHEMA, function_name
+from opsconsole.diagnostics.profiler.sampler import (
     ALL_THREADS,
     Profile,
     ProfileFrame,

@@ -34,7 +34,8 @@ KEY_TYPES: tuple[KeyType, ...] = ("lineno", "traceback")
 MAX_TOP = 1000
 
 _UNKNOWN: RawFrame = ("<unknown>", 0)
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# opsconsole/ itself: this file is opsconsole/diagnostics/allocations/diff.py
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Host-side programs shipped in the package (the demo app) are the host, not the console.
 _HOST_SIDE = frozenset({"host"})
 

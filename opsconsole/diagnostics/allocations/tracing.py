@@ -15,8 +15,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from opsconsole import log
-from opsconsole.diagnostics import heapdiff
-from opsconsole.diagnostics.heapdiff import KeyType, Site
+from opsconsole.diagnostics.allocations import diff
+from opsconsole.diagnostics.allocations.diff import KeyType, Site
 from opsconsole.errors import InvalidRequestError, StateError
 
 _log = log.get("diagnostics.heap")
@@ -69,18 +69,18 @@ def status(
     top: int = 10,
     *,
     group_by: str = "lineno",
-    exclude_prefixes: Collection[str] = heapdiff.DEFAULT_EXCLUDE_PREFIXES,
-    exclude_files: Collection[str] = heapdiff.DEFAULT_EXCLUDE_FILES,
+    exclude_prefixes: Collection[str] = diff.DEFAULT_EXCLUDE_PREFIXES,
+    exclude_files: Collection[str] = diff.DEFAULT_EXCLUDE_FILES,
 ) -> HeapStatus:
     """Counters, and with ``top > 0`` while tracing the ``top`` largest allocation sites.
 
-    The sites come from a fresh snapshot grouped with heapdiff (not Snapshot.statistics,
+    The sites come from a fresh snapshot grouped by ``diff`` (not Snapshot.statistics,
     which is 30–80× slower under tracing); the console's own and tracemalloc's allocations are
     left out (the defaults: opsconsole minus its host-side demo, and tracemalloc.py).
     ``top=0`` takes no snapshot and is cheap.
     """
-    key = heapdiff.check_key(group_by)
-    heapdiff.check_top(top, minimum=0)
+    key = diff.check_key(group_by)
+    diff.check_top(top, minimum=0)
     tracing = tracemalloc.is_tracing()
     # Read the counters before the snapshot: taking one allocates a lot, which would show
     # up as a new peak.
@@ -96,11 +96,9 @@ def status(
             snapshot = tracemalloc.take_snapshot()
         except RuntimeError as exc:  # stopped by another thread in between
             raise StateError("tracemalloc stopped while the snapshot was taken") from exc
-        grouped = heapdiff.group(
-            snapshot, key, exclude_files=exclude_files, exclude_prefixes=exclude_prefixes
-        )
+        grouped = diff.group(snapshot, key, exclude_files=exclude_files, exclude_prefixes=exclude_prefixes)
         del snapshot  # the largest object here; free it before building the rows
         seconds = time.perf_counter() - t0
-        sites = heapdiff.top_sites(grouped, top)
+        sites = diff.top_sites(grouped, top)
         traces, excluded = grouped.traces + grouped.excluded_traces, grouped.excluded_traces
     return HeapStatus(tracing, frames, current, peak, own, key, traces, excluded, seconds, sites)

@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 from opsconsole.diagnostics.budget import DEFAULT_LIMIT
-from opsconsole.diagnostics.heapsnapshot_edges import EDGE_SHIFT
-from opsconsole.diagnostics.heapsnapshot_names import EDGE_TYPES, NODE_TYPES, string_literals
-from opsconsole.diagnostics.heapsnapshot_walk import Graph, walk
+from opsconsole.diagnostics.heapsnapshot.edges import EDGE_SHIFT
+from opsconsole.diagnostics.heapsnapshot.names import EDGE_TYPES, NODE_TYPES, string_literals
+from opsconsole.diagnostics.heapsnapshot.walk import Graph, walk
 
 NODE_FIELDS = ("type", "name", "id", "self_size", "edge_count", "trace_node_id", "detachedness")
 EDGE_FIELDS = ("type", "name_or_index", "to_node")

@@ -18,8 +18,8 @@ from itertools import repeat
 from operator import lshift, or_
 from typing import Any
 
-from opsconsole.diagnostics import heapsnapshot_names as hn
-from opsconsole.diagnostics.heapsnapshot_ids import Ordinals
+from opsconsole.diagnostics.heapsnapshot import names as hn
+from opsconsole.diagnostics.heapsnapshot.ids import Ordinals
 
 REFS_STEP = 10_000  # references looked up per batch
 EDGE_SHIFT = 3  # EDGE_TYPES fit in 3 bits

@@ -35,7 +35,7 @@ from itertools import compress, repeat
 from operator import add, is_, not_, rshift
 from typing import Any
 
-from opsconsole.diagnostics.heapsnapshot_table import SHARED, AddressTable
+from opsconsole.diagnostics.heapsnapshot.address_table import SHARED, AddressTable
 from opsconsole.errors import DiagnosticsError
 
 PAGE_SHIFT = 20  # 1 MiB of address space per page (node ids)

@@ -17,12 +17,12 @@ from itertools import chain, compress, repeat
 from operator import attrgetter, is_, is_not, lshift, lt, mul, or_
 from typing import Any
 
-from opsconsole.diagnostics import heapsnapshot_names as hn
-from opsconsole.diagnostics.builtin_attrs import builtin_attr
-from opsconsole.diagnostics.heapsnapshot_edges import EDGE_SHIFT, Edges, cached, edge_label
-from opsconsole.diagnostics.heapsnapshot_ids import NODE_FIELDS
-from opsconsole.diagnostics.refchain_labels import _MISSING, TYPE_DICT, namespace
-from opsconsole.diagnostics.referents import referents
+from opsconsole.diagnostics.heapsnapshot import names as hn
+from opsconsole.diagnostics.heapsnapshot.edges import EDGE_SHIFT, Edges, cached, edge_label
+from opsconsole.diagnostics.heapsnapshot.ids import NODE_FIELDS
+from opsconsole.diagnostics.objects.introspection import builtin_attr
+from opsconsole.diagnostics.objects.refchain_labels import _MISSING, TYPE_DICT, namespace
+from opsconsole.diagnostics.objects.referents import referents
 
 SMALL = 64  # containers up to this size are handled a group at a time
 _TYPE_MRO = vars(type)["__mro__"]

@@ -21,9 +21,9 @@ from itertools import repeat
 from operator import add, mul
 from typing import Any
 
-from opsconsole.diagnostics.builtin_attrs import BUILTIN_ATTRS
-from opsconsole.diagnostics.census import shallow_sizes, type_name
-from opsconsole.diagnostics.refchain_labels import _MISSING, _attribute_names, _class_attr, namespace
+from opsconsole.diagnostics.objects.census import shallow_sizes, type_name
+from opsconsole.diagnostics.objects.introspection import BUILTIN_ATTRS
+from opsconsole.diagnostics.objects.refchain_labels import _MISSING, _attribute_names, _class_attr, namespace
 
 NODE_TYPES = (
     "hidden",

@@ -17,16 +17,16 @@ from itertools import compress, repeat
 from operator import not_
 from typing import TYPE_CHECKING
 
-from opsconsole.diagnostics import census
-from opsconsole.diagnostics import heapsnapshot_names as hn
 from opsconsole.diagnostics.budget import Budget
-from opsconsole.diagnostics.heapsnapshot_edges import edge_labels, element_labels, label
-from opsconsole.diagnostics.heapsnapshot_ids import NODE_FIELDS
-from opsconsole.diagnostics.refchain_labels import namespace
-from opsconsole.diagnostics.refchain_roots import RootSet
+from opsconsole.diagnostics.heapsnapshot import names as hn
+from opsconsole.diagnostics.heapsnapshot.edges import edge_labels, element_labels, label
+from opsconsole.diagnostics.heapsnapshot.ids import NODE_FIELDS
+from opsconsole.diagnostics.objects import census
+from opsconsole.diagnostics.objects.refchain_labels import namespace
+from opsconsole.diagnostics.objects.roots import RootSet
 
 if TYPE_CHECKING:
-    from opsconsole.diagnostics.heapsnapshot_walk import _Walk
+    from opsconsole.diagnostics.heapsnapshot.walk import _Walk
 
 Edges = tuple["array[int]", "array[int]"]  # (label, to_node = ordinal × 7): see ``heapsnapshot_edges``
 

@@ -43,15 +43,15 @@ from operator import is_not
 from types import FrameType
 from typing import Any
 
-from opsconsole.diagnostics import census
-from opsconsole.diagnostics import heapsnapshot_names as hn
 from opsconsole.diagnostics.budget import DEFAULT_LIMIT, Budget
-from opsconsole.diagnostics.heapsnapshot_edges import Edges, label
-from opsconsole.diagnostics.heapsnapshot_ids import Ordinals, reset_if_nearly_full
-from opsconsole.diagnostics.heapsnapshot_kinds import Kinds
-from opsconsole.diagnostics.heapsnapshot_roots import Roots
-from opsconsole.diagnostics.heapsnapshot_table import AddressTable
-from opsconsole.diagnostics.refchain_roots import gather_roots
+from opsconsole.diagnostics.heapsnapshot import names as hn
+from opsconsole.diagnostics.heapsnapshot.address_table import AddressTable
+from opsconsole.diagnostics.heapsnapshot.edges import Edges, label
+from opsconsole.diagnostics.heapsnapshot.ids import Ordinals, reset_if_nearly_full
+from opsconsole.diagnostics.heapsnapshot.kinds import Kinds
+from opsconsole.diagnostics.heapsnapshot.roots import Roots
+from opsconsole.diagnostics.objects import census
+from opsconsole.diagnostics.objects.roots import gather_roots
 
 CHUNK = 1_000  # objects processed per step
 YIELD_EVERY = 0.002  # seconds of work between explicit GIL releases

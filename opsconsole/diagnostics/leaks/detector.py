@@ -34,9 +34,10 @@ from array import array
 from collections import deque
 
 from opsconsole import log
-from opsconsole.diagnostics import census as census_mod
-from opsconsole.diagnostics import heapdiff, process
-from opsconsole.diagnostics.leak_report import LeakReport, RunCopy, build
+from opsconsole.diagnostics import process
+from opsconsole.diagnostics.allocations import diff
+from opsconsole.diagnostics.leaks.report import LeakReport, RunCopy, build
+from opsconsole.diagnostics.objects import census as census_mod
 from opsconsole.errors import InvalidRequestError, StateError
 
 _log = log.get("diagnostics.leaks")
@@ -196,7 +197,7 @@ def _site_sizes() -> dict[str, int] | None:
         snapshot = tracemalloc.take_snapshot()
     except RuntimeError:  # tracing stopped meanwhile
         return None
-    grouped = heapdiff.group(snapshot, "lineno")
+    grouped = diff.group(snapshot, "lineno")
     del snapshot
     top = heapq.nlargest(SITES_KEPT, grouped.stats.items(), key=lambda kv: kv[1][0])
     # "file:line" keys: a dict of str → int is not GC-tracked, so it never shows in a census.

@@ -37,10 +37,10 @@ import types
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from opsconsole.diagnostics import census
 from opsconsole.diagnostics.budget import DEFAULT_LIMIT, Budget
-from opsconsole.diagnostics.census import type_name
-from opsconsole.diagnostics.refchain_labels import (
+from opsconsole.diagnostics.objects import census
+from opsconsole.diagnostics.objects.census import type_name
+from opsconsole.diagnostics.objects.refchain_labels import (
     TYPE_DICT,
     dict_key,
     edge_label,
@@ -49,8 +49,7 @@ from opsconsole.diagnostics.refchain_labels import (
     object_size,
     summary,
 )
-from opsconsole.diagnostics.refchain_roots import gather_roots
-from opsconsole.diagnostics.refchain_walk import (
+from opsconsole.diagnostics.objects.refchain_search import (
     BATCH,
     REFS_STEP,
     SEEN_CAP,
@@ -63,6 +62,7 @@ from opsconsole.diagnostics.refchain_walk import (
     release,
     walk,
 )
+from opsconsole.diagnostics.objects.roots import gather_roots
 from opsconsole.errors import InvalidRequestError, NotFoundError
 
 __all__ = ["BATCH", "REFS_STEP", "SEEN_CAP", "STEP", "RefChain", "RefStep", "Roots", "refchain"]

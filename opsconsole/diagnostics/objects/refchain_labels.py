@@ -12,8 +12,8 @@ import sys
 import types
 from typing import Any
 
-from opsconsole.diagnostics.builtin_attrs import BUILTIN_ATTRS, builtin_attr
-from opsconsole.diagnostics.census import type_name
+from opsconsole.diagnostics.objects.census import type_name
+from opsconsole.diagnostics.objects.introspection import BUILTIN_ATTRS, builtin_attr
 
 # Descriptors of CPython's own types, called directly so that reading a module's or a class's
 # namespace never runs a module subclass's or a metaclass's code.

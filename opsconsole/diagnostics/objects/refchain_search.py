@@ -24,7 +24,7 @@ from itertools import chain, compress, islice, repeat
 from operator import is_
 
 from opsconsole.diagnostics.budget import Budget
-from opsconsole.diagnostics.referents import referents as guarded_referents
+from opsconsole.diagnostics.objects.referents import referents as guarded_referents
 
 STEP = 1_000  # objects per gc.get_referents call: well under a millisecond of C work
 REFS_STEP = 10_000  # referents handled per batch of C calls (each a few ms at most)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     # Only for annotations: ``profiler`` re-exports these functions, so a runtime import
     # back would be a cycle.
-    from opsconsole.diagnostics.profiler import Profile, ProfileFrame
+    from opsconsole.diagnostics.profiler.sampler import Profile, ProfileFrame
 
 SPEEDSCOPE_SCHEMA = "https://www.speedscope.app/file-format-schema.json"
 

@@ -20,7 +20,7 @@ import types
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from opsconsole.diagnostics.profile_export import collapsed, speedscope
+from opsconsole.diagnostics.profiler.export import collapsed, speedscope
 from opsconsole.errors import InvalidRequestError
 from opsconsole.log import get as get_logger
 

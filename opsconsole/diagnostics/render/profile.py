@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import time
 
-from opsconsole.diagnostics.profile_export import frame_label
-from opsconsole.diagnostics.profiler import Profile
+from opsconsole.diagnostics.profiler.export import frame_label
+from opsconsole.diagnostics.profiler.sampler import Profile
 from opsconsole.diagnostics.render.registry import text_renderer
-from opsconsole.diagnostics.table import table
+from opsconsole.diagnostics.render.table import table
 
 TOP = 20
 
