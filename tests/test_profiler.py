@@ -17,12 +17,14 @@ import pytest
 from opsconsole.diagnostics.profiler.export import SPEEDSCOPE_SCHEMA, function_name
 from opsconsole.diagnostics.profiler.sampler import (
     ALL_THREADS,
-    Profile,
     ProfileFrame,
     ProfileStack,
     collapsed,
     sample,
     speedscope,
+)
+from opsconsole.diagnostics.profiler.sampler import (
+    CpuProfile as Profile,
 )
 from opsconsole.diagnostics.render import to_data, to_text
 from opsconsole.errors import InvalidRequestError

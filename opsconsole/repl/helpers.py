@@ -32,7 +32,7 @@ from opsconsole.diagnostics.leaks.report import LeakReport
 from opsconsole.diagnostics.objects.census import Census, Growth
 from opsconsole.diagnostics.objects.refchain import RefChain
 from opsconsole.diagnostics.process import ProcessInfo
-from opsconsole.diagnostics.profiler.sampler import Profile
+from opsconsole.diagnostics.profiler.sampler import CpuProfile
 from opsconsole.diagnostics.service import Diagnostics, own_thread_idents
 from opsconsole.diagnostics.threads import ThreadDump, dump_threads
 from opsconsole.errors import StateError
@@ -196,7 +196,7 @@ class Ops:
         """Stop tracemalloc and free its traces. (*)"""
         return self._expensive("heap stop", self._diag.heap_stop)
 
-    def profile(self, seconds: float = 5.0) -> Profile:
+    def profile(self, seconds: float = 5.0) -> CpuProfile:
         """Sample every host thread for ``seconds``: where does the time go. (*)"""
         return self._expensive("profile", lambda: self._diag.profile(seconds), expected_seconds=seconds)
 

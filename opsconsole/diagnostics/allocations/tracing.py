@@ -20,7 +20,7 @@ from opsconsole.diagnostics.allocations.diff import KeyType, Site
 from opsconsole.errors import InvalidRequestError, StateError
 
 _log = log.get("diagnostics.heap")
-MAX_FRAMES = 64
+MAX_TRACEBACK_FRAMES = 64  # the most frames tracemalloc may keep per allocation (``start(frames)``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +43,10 @@ def start(frames: int = 1) -> HeapStatus:
     Already tracing with that frame count: nothing happens. With another count: StateError,
     because tracemalloc.start would silently change it — stop first, which drops the traces.
     """
-    if isinstance(frames, bool) or not isinstance(frames, int) or not 1 <= frames <= MAX_FRAMES:
-        raise InvalidRequestError(f"frames must be an integer from 1 to {MAX_FRAMES}, not {frames!r}")
+    if isinstance(frames, bool) or not isinstance(frames, int) or not 1 <= frames <= MAX_TRACEBACK_FRAMES:
+        raise InvalidRequestError(
+            f"frames must be an integer from 1 to {MAX_TRACEBACK_FRAMES}, not {frames!r}"
+        )
     if tracemalloc.is_tracing():
         current = tracemalloc.get_traceback_limit()
         if current != frames:
