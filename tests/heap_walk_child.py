@@ -26,7 +26,8 @@ from opsconsole.diagnostics.budget import resident_bytes
 from opsconsole.diagnostics.heapsnapshot.document import HeapSnapshot
 from opsconsole.diagnostics.objects import referents
 from opsconsole.diagnostics.objects.census import census
-from opsconsole.diagnostics.objects.refchain import Roots, refchain
+from opsconsole.diagnostics.objects.refchain import SearchRoots as Roots
+from opsconsole.diagnostics.objects.refchain import refchain
 
 GIB = 1 << 30
 HOLD: dict[str, Any] = {}

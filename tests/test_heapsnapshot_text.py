@@ -11,7 +11,7 @@ from array import array
 import pytest
 
 from opsconsole.diagnostics.heapsnapshot import document as hs
-from opsconsole.diagnostics.heapsnapshot.edges import EDGE_SHIFT
+from opsconsole.diagnostics.heapsnapshot.labels import EDGE_SHIFT
 from opsconsole.diagnostics.heapsnapshot.walk import Graph
 
 

@@ -118,7 +118,9 @@ class Diagnostics:
     def refchain(
         self, target: str | type | object, *, max_depth: int = 40, time_limit: float = 5.0
     ) -> refchain.RefChain:
-        roots = refchain.Roots(extra=tuple((f"app loop {i}", loop) for i, loop in enumerate(self.app_loops)))
+        roots = refchain.SearchRoots(
+            extra=tuple((f"app loop {i}", loop) for i, loop in enumerate(self.app_loops))
+        )
         return refchain.refchain(
             target,
             roots=roots,
@@ -144,7 +146,7 @@ class Diagnostics:
     ) -> HeapDiff:
         return self.snapshots.diff(base, other, key=key, top=top)
 
-    def profile(self, seconds: float, *, interval: float = 0.005) -> sampler.Profile:
+    def profile(self, seconds: float, *, interval: float = 0.005) -> sampler.CpuProfile:
         return sampler.sample(
             seconds, interval=interval, exclude_idents=own_thread_idents(), stop_event=self._closing
         )

@@ -14,7 +14,7 @@ Where the kernel refuses such a reservation (``vm.overcommit_memory=2``, a ``uli
 whose address space is not known here), the table is a dict by address instead: the same answers,
 about 100 bytes more per object while an export runs.
 
-A slot holds 0 (no object seen), a node index, or ``SHARED`` (see ``heapsnapshot_ids``). Runs on the
+A slot holds 0 (no object seen), a node index, or ``SHARED`` (see ``ids``). Runs on the
 thread doing the export.
 """
 

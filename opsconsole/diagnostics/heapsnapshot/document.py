@@ -1,6 +1,6 @@
 """The live Python heap as a Chrome DevTools / V8 ``.heapsnapshot``, streamed.
 
-``HeapSnapshot`` walks the heap (``heapsnapshot_walk``) when iteration starts, then yields the JSON
+``HeapSnapshot`` walks the heap (``walk``) when iteration starts, then yields the JSON
 document in chunks of bytes: the transport writes each one out, and the document never exists whole
 in memory. The walk keeps a few flat arrays (16 bytes per node plus 8 per edge) and its id
 tables; the text is made from them a slice at a time.
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 from opsconsole.diagnostics.budget import DEFAULT_LIMIT
-from opsconsole.diagnostics.heapsnapshot.edges import EDGE_SHIFT
+from opsconsole.diagnostics.heapsnapshot.labels import EDGE_SHIFT, NODE_SHIFT
 from opsconsole.diagnostics.heapsnapshot.names import EDGE_TYPES, NODE_TYPES, string_literals
 from opsconsole.diagnostics.heapsnapshot.walk import Graph, walk
 
@@ -135,7 +135,7 @@ def _meta(graph: Graph) -> str:
 
 def _node_piece(key: tuple[int, int, int]) -> bytes:
     label, size, edge_count = key
-    return b",%d,%d,%%d,%d,%d,0,0" % (label & 15, label >> 4, size, edge_count)
+    return b",%d,%d,%%d,%d,%d,0,0" % (label & ((1 << NODE_SHIFT) - 1), label >> NODE_SHIFT, size, edge_count)
 
 
 def _edge_piece(label: int) -> bytes:

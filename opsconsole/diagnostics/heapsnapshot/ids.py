@@ -11,7 +11,7 @@ value int); here both come from the object's address instead:
   therefore stable while the object lives, unique, below 2**32 and at least 65536 (smaller ids are the
   synthetic nodes'; memlab treats ids 0 and 1 as roots).
 * The node index of each object seen so far (ordinal × 7: what an edge's ``to_node`` holds, so
-  edges need no multiplication) is in an ``AddressTable`` (see ``heapsnapshot_table``): one uint32
+  edges need no multiplication) is in an ``AddressTable`` (see ``address_table``): one uint32
   per 32 bytes of address space, 0 for an object not seen yet. Two objects less than 32 bytes apart
   need a 16-byte one among them: pymalloc keeps those in pools of their own, so they only neighbour
   each other, and the few static ones (``None``...) are marked in advance. Such a slot holds
@@ -113,7 +113,7 @@ class Ordinals:
         """What the table holds for each key (0, SHARED or a node index)."""
         try:
             return list(map(self.table.get, keys))
-        except IndexError:  # only on an address space wider than the table (see heapsnapshot_table)
+        except IndexError:  # only on an address space wider than the table (see ``address_table``)
             raise DiagnosticsError("an object lies outside the address range the id table covers") from None
 
     def lookup(self, objs: list[object]) -> list[int]:

@@ -5,7 +5,7 @@ node per frame of every other thread with its locals, "(other roots)" → the ap
 ``sys.modules`` entries), then "(gc objects)" → every GC-tracked object not reached that way, so
 everything in the file is reachable from node 0. Untracked objects (str, int, ...) are reached through
 their referrers. The result is flat arrays (a few bytes per node and per edge), no per-node objects;
-see ``heapsnapshot_ids`` for the numbering. Objects are processed a chunk at a time in the order they
+see ``ids`` for the numbering. Objects are processed a chunk at a time in the order they
 were numbered, which is their order in the file, so each node's edges come out together, in node
 order, as the format wants; each batch of new objects is numbered grouped by class, so a chunk is a
 few runs of one class each (most of the work is then a few C calls per run).
@@ -44,18 +44,20 @@ from types import FrameType
 from typing import Any
 
 from opsconsole.diagnostics.budget import DEFAULT_LIMIT, Budget
+from opsconsole.diagnostics.heapsnapshot import kinds as kinds_mod
 from opsconsole.diagnostics.heapsnapshot import names as hn
 from opsconsole.diagnostics.heapsnapshot.address_table import AddressTable
-from opsconsole.diagnostics.heapsnapshot.edges import Edges, label
 from opsconsole.diagnostics.heapsnapshot.ids import Ordinals, reset_if_nearly_full
-from opsconsole.diagnostics.heapsnapshot.kinds import Kinds
-from opsconsole.diagnostics.heapsnapshot.roots import Roots
+from opsconsole.diagnostics.heapsnapshot.kinds import GROUP_EDGES
+from opsconsole.diagnostics.heapsnapshot.labels import node_label
+from opsconsole.diagnostics.heapsnapshot.roots import SyntheticRoots
+from opsconsole.diagnostics.heapsnapshot.state import WalkState
 from opsconsole.diagnostics.objects import census
 from opsconsole.diagnostics.objects.roots import gather_roots
 
 CHUNK = 1_000  # objects processed per step
 YIELD_EVERY = 0.002  # seconds of work between explicit GIL releases
-MAX_FRAMES = 10_000  # frame nodes under "(threads)" (synthetic ids stay below 65536)
+MAX_FRAME_NODES = 10_000  # frame nodes under "(threads)" (synthetic ids stay below 65536)
 NODE_BYTES = 32  # kept per node: its four fields, its place in the object list, its table slot
 EDGE_BYTES = 8  # kept per edge: its label and its target
 
@@ -64,7 +66,7 @@ EDGE_BYTES = 8  # kept per edge: its label and its target
 class Graph:
     """A walked heap: node fields by ordinal, edges grouped by node (in ``edge_parts`` order)."""
 
-    node_label: array[int]  # name << 4 | type
+    node_label: array[int]  # name and type: see ``labels.node_label``
     node_id: array[int]
     node_size: array[int]
     node_edges: array[int]
@@ -81,96 +83,80 @@ class Graph:
         return sum(len(part[0]) for part in self.edge_parts)
 
 
-class _Walk(Kinds):
-    __slots__ = ()
+def process(st: WalkState, chunk: list[object], first: int) -> None:
+    """One step: the nodes numbered ``first .. first + len(chunk) - 1``, in order. Objects are numbered
+    in runs of one class (``Ordinals``), and each run is handled a group at a time."""
+    kinds = list(map(type, chunk))
+    n = len(chunk)
+    cuts = [0, *compress(range(1, n), map(is_not, kinds[1:], kinds)), n]
+    sizes: list[int] = []
+    for start, stop in pairwise(cuts):
+        kind = kinds[start]
+        info = st.kinds.get(id(kind))
+        if info is None:
+            info = st.kinds[id(kind)] = hn.Kind(kind, st.strings)
+        group = chunk[start:stop]
+        sizes += hn.sizes(kind, info, group)
+        _group_nodes(st, kind, info, group)
+        if not GROUP_EDGES[info.how](st, kind, info, group):
+            for i, obj in enumerate(group, start):
+                sizes[i] += _one(st, obj, kind, info, first + i)
+    if max(sizes) > 0xFFFFFFFF:
+        sizes = [min(s, 0xFFFFFFFF) for s in sizes]
+    st.node_size.fromlist(sizes)
 
-    def process(self, chunk: list[object], first: int) -> None:
-        """One step: the nodes numbered ``first .. first + len(chunk) - 1``, in order. Objects are numbered
-        in runs of one class (``Ordinals``), and each run is handled a group at a time."""
-        kinds = list(map(type, chunk))
-        n = len(chunk)
-        cuts = [0, *compress(range(1, n), map(is_not, kinds[1:], kinds)), n]
-        sizes: list[int] = []
-        for start, stop in pairwise(cuts):
-            kind = kinds[start]
-            info = self.kinds.get(id(kind))
-            if info is None:
-                info = self.kinds[id(kind)] = hn.Kind(kind, self.strings)
-            group = chunk[start:stop]
-            sizes += hn.sizes(kind, info, group)
-            if not self.group(kind, info, group):
-                for i, obj in enumerate(group, start):
-                    sizes[i] += self.one(obj, kind, info, first + i)
-        if max(sizes) > 0xFFFFFFFF:
-            sizes = [min(s, 0xFFFFFFFF) for s in sizes]
-        self.node_size.fromlist(sizes)
 
-    def group(self, kind: type, info: hn.Kind, objs: list[Any]) -> bool:
-        """Nodes and edges of a group of objects of one class, all at once when their shape allows;
-        False when the edges are left to ``one`` (the nodes' type and name are in either way)."""
-        m = len(objs)
-        if info.name >= 0:
-            self.node_label.fromlist([label(info.name, info.node_type)] * m)
-        else:
-            if info.node_type == hn.N_STRING and not self.full:
-                names = self.text_names_of(kind, objs)
-            else:
-                names = list(
-                    map(self.strings.add, map(hn.object_name, objs, repeat(kind), repeat(self.full)))
-                )
-            self.node_label.fromlist(list(map(label, names, repeat(info.node_type))))
-        how = info.how
-        if how == hn.ATOM:
-            self.node_edges.fromlist([0] * m)
-            return True
-        if how in (hn.LIST, hn.TUPLE, hn.MEMBERS):
-            return self.sequences(objs, how)
-        if how == hn.DICT:
-            return self.dicts(objs)
-        if how == hn.PROBED:
-            return self.probed(info, objs)
-        if how == hn.OTHER:
-            return self.others(objs)
-        return how == hn.INSTANCE and self.instances(kind, info, objs)
+def _group_nodes(st: WalkState, kind: type, info: hn.Kind, objs: list[Any]) -> None:
+    """The type and name of a group of nodes of one class (their edges: ``kinds.GROUP_EDGES``)."""
+    if info.name >= 0:
+        st.node_label.fromlist([node_label(info.name, info.node_type)] * len(objs))
+        return
+    if info.node_type == hn.N_STRING and not st.full:
+        names = kinds_mod.text_names_of(st, kind, objs)
+    else:
+        names = list(map(st.strings.add, map(hn.object_name, objs, repeat(kind), repeat(st.full))))
+    st.node_label.fromlist(list(map(node_label, names, repeat(info.node_type))))
 
-    def one(self, obj: Any, kind: type, info: hn.Kind, ordinal: int) -> int:
-        """The edges of one object; returns the size its node gets on top of its own (a module's globals).
-        Only instances off their class's layout, modules and classes come here: ``group`` does the rest."""
-        self.pending = 0
-        how, extra = info.how, 0
-        if how == hn.INSTANCE:
-            self.instance(obj, kind, info)
-        elif how == hn.MODULE:
-            extra = self.module(obj, ordinal)
-        else:
-            self.klass(obj)
-        self.node_edges.append(self.pending)
-        return extra
 
-    def drain(self, budget: Budget) -> None:
-        """Process every numbered node not processed yet, a chunk at a time, until none is left.
-        Raises BudgetError when what the walk keeps would pass ``budget``."""
-        done = len(self.node_label)
-        edges = len(self.edge_label) + len(self.buf_targets)
-        ords = self.ords
-        rested = time.perf_counter()
-        while done < ords.count or self.buf_targets:
-            if done == ords.count:
-                self.flush()  # the buffered edges may number new objects
-                continue
-            start = done - ords.first
-            chunk = ords.objects[start : start + CHUNK]
-            self.process(chunk, done)
-            done += len(chunk)
-            now_edges = len(self.edge_label) + len(self.buf_targets)
-            budget.charge(len(chunk) * NODE_BYTES + (now_edges - edges) * EDGE_BYTES)
-            edges = now_edges
-            del chunk
-            now = time.perf_counter()
-            if now - rested > YIELD_EVERY:
-                time.sleep(0)  # let the host's threads in (the switch interval alone lets them wait 5 ms)
-                rested = now
-        self.flush()
+def _one(st: WalkState, obj: Any, kind: type, info: hn.Kind, ordinal: int) -> int:
+    """The edges of one object; returns the size its node gets on top of its own (a module's globals).
+    Only instances off their class's layout, modules and classes come here: groups take the rest."""
+    st.pending = 0
+    how, extra = info.how, 0
+    if how == hn.INSTANCE:
+        kinds_mod.instance(st, obj, kind, info)
+    elif how == hn.MODULE:
+        extra = kinds_mod.module(st, obj, ordinal)
+    else:
+        kinds_mod.klass(st, obj)
+    st.node_edges.append(st.pending)
+    return extra
+
+
+def drain(st: WalkState, budget: Budget) -> None:
+    """Process every numbered node not processed yet, a chunk at a time, until none is left.
+    Raises BudgetError when what the walk keeps would pass ``budget``."""
+    done = len(st.node_label)
+    edges = len(st.edge_label) + len(st.buf_targets)
+    ords = st.ords
+    rested = time.perf_counter()
+    while done < ords.count or st.buf_targets:
+        if done == ords.count:
+            st.flush()  # the buffered edges may number new objects
+            continue
+        start = done - ords.first
+        chunk = ords.objects[start : start + CHUNK]
+        process(st, chunk, done)
+        done += len(chunk)
+        now_edges = len(st.edge_label) + len(st.buf_targets)
+        budget.charge(len(chunk) * NODE_BYTES + (now_edges - edges) * EDGE_BYTES)
+        edges = now_edges
+        del chunk
+        now = time.perf_counter()
+        if now - rested > YIELD_EVERY:
+            time.sleep(0)  # let the host's threads in (the switch interval alone lets them wait 5 ms)
+            rested = now
+    st.flush()
 
 
 def walk(
@@ -185,57 +171,56 @@ def walk(
     to the process (BudgetError past it). Dump worker or REPL thread."""
     # this frame holds every object until the walk ends: refchain skips it
     with census.working(), Budget("heap snapshot", memory_budget) as budget:
-        w = _Walk(full)
+        st = WalkState(full)
         try:
-            return _run(w, extra, exclude_threads, budget)
+            return _run(st, extra, exclude_threads, budget)
         finally:
-            w.ords.close()
+            st.ords.close()
 
 
 def _run(
-    w: _Walk, extra: tuple[tuple[str, object], ...], exclude_threads: Collection[int], budget: Budget
+    st: WalkState, extra: tuple[tuple[str, object], ...], exclude_threads: Collection[int], budget: Budget
 ) -> Graph:
     restarted = reset_if_nearly_full()
-    roots = Roots(w, gather_roots(None, True, extra, exclude_threads), MAX_FRAMES)
-    w.ords = Ordinals(roots.count, roots.ids)
+    roots = SyntheticRoots(st, gather_roots(None, True, extra, exclude_threads), MAX_FRAME_NODES)
+    st.ords = Ordinals(roots.count, roots.ids)
     # The list that will hold every object is empty now: one collection of the two young
     # generations (what the interpreter runs by itself every few hundred allocations) moves it
     # to the oldest one for good. Left young, every automatic collection while it grows visits
-    # all its items: 20 ms for one of generation 0 and 35 ms for one of generation 1 near a
-    # million, each a stall of the host. (A list of blocks does not help: the walk frees what it
+    # all its items, each time a stall of the host. (A list of blocks does not help: the walk frees what it
     # allocates, so collections are rare and a dozen blocks are still young together.)
     gc.collect(1)
     synthetic = roots.seed()
-    w.drain(budget)
-    roots.gc_pass(synthetic, _own_ids(w, roots), budget)
-    w.drain(budget)
+    drain(st, budget)
+    roots.gc_pass(synthetic, _own_ids(st, roots), budget)
+    drain(st, budget)
     return Graph(
-        w.node_label,
-        w.ords.ids,
-        w.node_size,
-        w.node_edges,
-        (synthetic, (w.edge_label, w.edge_to)),
-        w.strings.items,
+        st.node_label,
+        st.ords.ids,
+        st.node_size,
+        st.node_edges,
+        (synthetic, (st.edge_label, st.edge_to)),
+        st.strings.items,
         restarted,
     )
 
 
-def _own_ids(w: _Walk, roots: Roots) -> set[int]:
+def _own_ids(st: WalkState, roots: SyntheticRoots) -> set[int]:
     """The walk's own objects (its arrays, tables, caches) and this thread's frames: left out of
     "(gc objects)", so an export never shows its own machinery."""
-    own: set[int] = {id(w), id(roots), id(roots.__dict__)}
+    own: set[int] = {id(st), id(roots), id(roots.__dict__)}
     own.update(roots.own_ids)
-    holders = ((w, Edges.__slots__), (w.ords, Ordinals.__slots__), (w.strings, hn.Strings.__slots__))
+    holders = ((st, WalkState.__slots__), (st.ords, Ordinals.__slots__), (st.strings, hn.Strings.__slots__))
     for holder, slots in holders:
         for slot in slots:
             value = getattr(holder, slot)
             own.add(id(value))
-            if value is w.kinds:
+            if value is st.kinds:
                 own.update(map(id, value.values()))  # Kind objects
-    table = w.ords.table
+    table = st.ords.table
     own.update(id(getattr(table, slot)) for slot in AddressTable.__slots__)
     own.add(id(getattr(table.get, "__self__", None)))  # the fallback's dict (no slot of its own)
-    own.update(id(kind.attrs) for kind in w.kinds.values())
+    own.update(id(kind.attrs) for kind in st.kinds.values())
     own.add(id(own))
     frame: FrameType | None = sys._getframe()
     while frame is not None:

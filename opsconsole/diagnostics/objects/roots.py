@@ -16,7 +16,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from opsconsole.diagnostics.objects import census
-from opsconsole.diagnostics.objects.refchain_labels import namespace
+from opsconsole.diagnostics.objects.introspection import namespace
 
 
 @dataclass(slots=True)
