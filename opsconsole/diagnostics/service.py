@@ -1,4 +1,4 @@
-"""One façade over every diagnostic, shared by the HTTP routes and (next) the REPL helpers.
+"""One façade over every diagnostic, shared by the HTTP routes and the REPL helpers.
 
 It owns the long-lived pieces — growth baselines, the snapshot store, the GC pause
 monitor, the one-at-a-time worker — and knows which threads are the console's own so

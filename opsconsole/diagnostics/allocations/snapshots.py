@@ -3,7 +3,7 @@
 Each snapshot is written as ``<name>.tracemalloc`` — a pickle ``tracemalloc.Snapshot.load``
 reads — into a private (0700) directory, safely (see ``files``); names are checked
 against a strict pattern before they get near a path. An after-GC snapshot waits for the host's
-next full collection first (see ``snapshot_gc``). A count and a byte budget bound the disk use:
+next full collection first (see ``settle``). A count and a byte budget bound the disk use:
 the oldest snapshots are dropped (file deleted) to make room. ``close`` deletes every file
 this store wrote; files it did not write (another process sharing the directory, an earlier
 run) are never touched, and a name whose file exists is refused rather than overwritten.

@@ -1,10 +1,10 @@
 """tracemalloc on and off, and how much it sees.
 
-Tracing is off until an operator turns it on: at 1 frame it makes allocation-heavy code
-5–8× slower, at 25 frames 15–47×, so the frame count is explicit and capped. ``start`` is
-cheap. ``stop`` frees every trace in one C call holding the GIL (~170 ms at 1.7 M traces),
-and ``status`` with ``top > 0`` takes a snapshot (about a second, GIL held, at that size):
-both belong on the console's dump worker thread, not the IO loop.
+Tracing is off until an operator turns it on: it makes allocation-heavy code several times
+slower, more so the more frames it keeps, so the frame count is explicit and capped. ``start``
+is cheap. ``stop`` frees every trace in one C call holding the GIL, and ``status`` with
+``top > 0`` takes a snapshot (GIL held throughout): on a big trace count both take long enough
+to belong on the console's dump worker thread, not the IO loop.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def status(
     """Counters, and with ``top > 0`` while tracing the ``top`` largest allocation sites.
 
     The sites come from a fresh snapshot grouped by ``diff`` (not Snapshot.statistics,
-    which is 30–80× slower under tracing); the console's own and tracemalloc's allocations are
+    which is many times slower under tracing); the console's own and tracemalloc's allocations are
     left out (the defaults: opsconsole minus its host-side demo, and tracemalloc.py).
     ``top=0`` takes no snapshot and is cheap.
     """

@@ -1,6 +1,6 @@
 """The address table behind ``.heapsnapshot`` ordinals: what the export holds for each object address.
 
-A lookup is the hot step of an export (one per reference: ~5 million for a heap of a million objects),
+A lookup is the hot step of an export (one per reference: several per object on a typical heap),
 so it is as few C-level steps as possible: ``id(obj) >> 5`` indexes one flat uint32 table, a
 ``memoryview`` over an anonymous mapping that covers the **whole** user address space, one slot per
 32 bytes (16 TiB of address space reserved on x86-64, 32 TiB on arm64). Only the pages of the table

@@ -44,7 +44,7 @@ _Key = TypeVar("_Key", int, tuple[int, int, int])
 PIECES = 1 << 16  # row pieces cached at most, per array (a few MB)
 RECENT = 16  # chunk formats kept, per array (a format and its key: under 100 KB)
 # The text is bytes throughout: bytes ``%`` finds the literal runs with memchr and writes each int
-# straight into its buffer, about 20 ns a row less than str ``%``, and there is nothing to encode.
+# straight into its buffer, faster than str ``%``, and there is nothing to encode.
 # Rows whose labels are not cached, by type: the type is in the format, the rest are arguments.
 _NODE_FULL = tuple(b",%d,%%d,%%d,%%d,%%d,0,0" % t for t in range(16))  # name, id, self_size, edge_count
 _EDGE_FULL = tuple(b",%d,%%d,%%d" % t for t in range(1 << EDGE_SHIFT))  # name_or_index, to_node
@@ -167,8 +167,8 @@ def _format(
 def _recent(recent: dict[bytes, bytes], key: bytes, make: Callable[[], bytes | None]) -> bytes | None:
     """A chunk's format, kept while it recurs. Each batch of new objects is numbered grouped by class,
     so a long run of one kind of object (or of its edges) gives the same chunk again and again, in as
-    many phases as the run's period: a hit skips the per-row lookups (about 100 ns a node row, 60 an
-    edge row) for the hash of the chunk's key bytes (a few ns a row). The oldest goes first."""
+    many phases as the run's period: a hit trades the per-row lookups for one hash of the chunk's key
+    bytes. The oldest goes first."""
     fmt = recent.get(key)
     if fmt is None and (fmt := make()) is not None:
         if len(recent) >= RECENT:

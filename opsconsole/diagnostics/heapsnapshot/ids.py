@@ -2,8 +2,8 @@
 
 A heap snapshot needs two numbers per object: the node **ordinal** (its position in ``nodes``, which
 every edge's ``to_node`` refers to) and a node **id** that stays the same for the same object in the
-next snapshot. A dict from ``id(obj)`` to an ordinal would cost ~110 bytes per object (entry, key int,
-value int); here both come from the object's address instead:
+next snapshot. A dict from ``id(obj)`` to an ordinal would cost a dict entry and two int objects per
+object; here both come from the object's address instead:
 
 * Every Python object is at least 16 bytes, so ``address >> 4`` is unique among live objects. The
   address space is cut into 1 MiB pages; a page gets a small number the first time any export sees it

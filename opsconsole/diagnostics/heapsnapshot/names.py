@@ -102,7 +102,7 @@ def shown(obj: Any, kind: type) -> str:
     """A str/bytes node's name (or a str key's edge name) in full: the first MAX_TEXT, and how much more.
 
     Bounded because the name is held in the strings table until the export ends, and a repr
-    is up to four times the bytes: one 100 MB buffer would have cost the host 400 MB.
+    is up to four times the bytes of the object it names.
     """
     if kind is str:
         head = obj if len(obj) <= MAX_TEXT else obj[:MAX_TEXT]
@@ -209,7 +209,7 @@ class Kind:
             self.node_type, by_class = N_OBJECT, True
         self.name = strings.add(type_name(kind)) if by_class else -1
         # Every object of the class has the same size (object's own __sizeof__, no items): measured
-        # once per group instead of once per object (sys.getsizeof is ~200 ns an object).
+        # once per group instead of once per object (``sys.getsizeof`` is a Python-level call each).
         self.fixed_size = (
             _ITEMSIZE.__get__(kind, type) == 0
             and not issubclass(kind, type)

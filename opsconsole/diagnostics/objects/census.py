@@ -4,9 +4,9 @@ Runs on the console's dump worker thread or the operator's REPL thread, never on
 host keeps running meanwhile, so every step is shaped around the GIL: the interpreter hands the GIL
 to another thread only between bytecodes, so one C call over a million objects (``Counter(map(...))``)
 would freeze every host thread for its whole duration. The object list is therefore consumed in
-chunks of ``CHUNK`` objects; each chunk is a few short C calls (~1–3 ms) and the loop between chunks
-lets the host threads in. The one unavoidable long call is ``gc.get_objects()`` itself (~40 ms for
-a million objects). ``gc.collect()`` is never called: on a big heap it stalls every thread far longer.
+chunks of ``CHUNK`` objects; each chunk is a few short C calls and the loop between chunks lets the
+host threads in. The one unavoidable long call is ``gc.get_objects()`` itself. ``gc.collect()`` is
+never called: on a big heap it stalls every thread far longer.
 
 Only GC-tracked objects are seen (as with objgraph): str, int, float and containers holding only
 such atoms are untracked by CPython and do not appear. Sizes are shallow (``sys.getsizeof``; a class's
@@ -78,11 +78,10 @@ def every_object() -> Iterator[list[object]]:
     """``gc.get_objects()``, with the collector's automatic runs paused while the block holds it.
 
     A list of a million references is itself a young GC container: the next automatic
-    collection (of generation 0, then again of generation 1) visits every one of its items —
-    25–35 ms measured on 1M objects — and one that fires right after ``get_objects()`` adds that
-    to its own stall without the GIL changing hands (60 ms seen in ``bench/heapsnapshot.py``).
-    Consume the list in chunks inside the block and drop it before it ends. The pause is
-    process-wide, for the block only (100 ms to under a second); ``gc.collect()`` still works,
+    collection (of generation 0, then again of generation 1) visits every one of its items,
+    and one that fires right after ``get_objects()`` adds that to its own stall without the GIL
+    changing hands. Consume the list in chunks inside the block and drop it before it ends. The
+    pause is process-wide, for the block only; ``gc.collect()`` still works,
     and a collector the host had turned off stays off.
     """
     enabled = gc.isenabled()

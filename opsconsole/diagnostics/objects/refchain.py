@@ -6,7 +6,7 @@ keeps running, and the GIL changes hands only between bytecodes, so no single C 
 a level is walked in chunks of ``STEP`` objects and their referents in batches of ``REFS_STEP``, each
 a handful of C calls (referents, id map, set difference) instead of a Python loop per object. Big
 builtin containers are read a slice at a time, the visited ids live in bounded, untracked shards and
-everything is released a batch at a time (see ``refchain_walk``). No parent map is kept during the
+everything is released a batch at a time (see ``refchain_search``). No parent map is kept during the
 walk (a Python step per edge): each level's objects are kept instead, and once the target is found
 the chain is traced back through the levels, one more pass over at most those. The steps of that
 chain are labelled and summarised without running host code (see ``refchain_labels``).

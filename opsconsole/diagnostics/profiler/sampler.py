@@ -7,7 +7,7 @@ the sampler once per tick (measured by bench/profiler_overhead.py). Stacks are c
 dict keyed by frame indexes, and each code object is turned into a ``ProfileFrame`` once
 (cached by identity), so a tick is one dict lookup per frame.
 
-The exporters (collapsed stacks, speedscope JSON) live in ``profile_export`` and are
+The exporters (collapsed stacks, speedscope JSON) live in ``export`` and are
 re-exported here as ``collapsed`` and ``speedscope``.
 """
 

@@ -1,4 +1,4 @@
-"""Text rendering of the heap results: tracemalloc status, snapshots and diffs.
+"""Text rendering of the tracemalloc results: tracing status, snapshots and diffs.
 
 Pure formatting of finished results, on whichever thread renders (IO loop, CLI, REPL).
 """
