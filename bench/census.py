@@ -26,7 +26,8 @@ from pathlib import Path
 import objgraph  # type: ignore[import-untyped]
 from pympler import tracker as pympler_tracker
 
-from opsconsole.diagnostics.objects.census import GrowthTracker, census
+from opsconsole.diagnostics.objects.census import census
+from opsconsole.diagnostics.objects.growth import GrowthTracker
 from opsconsole.diagnostics.objects.refchain import SearchRoots, refchain
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: the repo root

@@ -26,6 +26,7 @@ from opsconsole.diagnostics.leaks.detector import LeakDetector
 from opsconsole.diagnostics.leaks.report import LeakReport
 from opsconsole.diagnostics.objects import census as census_mod
 from opsconsole.diagnostics.objects import refchain
+from opsconsole.diagnostics.objects.growth import Growth, GrowthTracker
 from opsconsole.diagnostics.profiler import sampler
 
 T = TypeVar("T")
@@ -51,7 +52,7 @@ class Diagnostics:
         self.app_loops = tuple(app_loops)
         self.memory_budget = memory_budget  # bytes a whole-heap walk may add (BudgetError past it)
         self.jobs = OneAtATime()
-        self.growth_tracker = census_mod.GrowthTracker(memory_budget=memory_budget)
+        self.growth_tracker = GrowthTracker(memory_budget=memory_budget)
         self.snapshots = SnapshotStore(dump_dir)
         self.gc_monitor = gcstats.GcPauseMonitor()
         self.leak_detector = LeakDetector()
@@ -112,7 +113,7 @@ class Diagnostics:
     def baseline(self, name: str = "default") -> census_mod.Census:
         return self.growth_tracker.baseline(name)
 
-    def growth(self, since: str | None = None, top: int = 30) -> census_mod.Growth:
+    def growth(self, since: str | None = None, top: int = 30) -> Growth:
         return self.growth_tracker.growth(since, top=top)
 
     def refchain(

@@ -29,7 +29,8 @@ from opsconsole.diagnostics.allocations.tracing import HeapStatus
 from opsconsole.diagnostics.gcstats import GcInfo
 from opsconsole.diagnostics.heapsnapshot.document import Contents, HeapSnapshotInfo
 from opsconsole.diagnostics.leaks.report import LeakReport
-from opsconsole.diagnostics.objects.census import Census, Growth
+from opsconsole.diagnostics.objects.census import Census
+from opsconsole.diagnostics.objects.growth import Growth
 from opsconsole.diagnostics.objects.refchain import RefChain
 from opsconsole.diagnostics.process import ProcessInfo
 from opsconsole.diagnostics.profiler.sampler import CpuProfile
