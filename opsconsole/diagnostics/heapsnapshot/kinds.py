@@ -46,6 +46,7 @@ def _element_runs(lens: Sequence[int]) -> chain[int]:
 
 
 def instance(st: WalkState, obj: object, kind: type, info: hn.Kind) -> None:
+    """Edges of an instance off its class's learned layout, named by attribute where one holds them."""
     refs = gc.get_referents(obj)
     byid = {id(kind): "__class__"}
     attrs = info.attrs
@@ -63,6 +64,7 @@ def instance(st: WalkState, obj: object, kind: type, info: hn.Kind) -> None:
 
 
 def klass(st: WalkState, cls: type) -> None:
+    """Edges of a class: ``__mro__``, ``__bases__``, ``__base__``, ``__class__``, ``__dict__``."""
     byid = {id(TYPE_MRO.__get__(cls, type)): "__mro__", id(_TYPE_BASES.__get__(cls, type)): "__bases__"}
     byid[id(_TYPE_BASE.__get__(cls, type))] = "__base__"
     byid[id(type(cls))] = "__class__"

@@ -70,7 +70,7 @@ class Graph:
     node_id: array[int]
     node_size: array[int]
     node_edges: array[int]
-    edge_parts: tuple[tuple[array[int], array[int]], ...]  # (label: see ``edge_label``, to_node)
+    edge_parts: tuple[tuple[array[int], array[int]], ...]  # (label: see ``labels.edge_label``, to_node)
     strings: list[str]
     ids_restarted: bool  # the id table was full and started over: ids differ from earlier exports
 
