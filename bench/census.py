@@ -26,8 +26,9 @@ from pathlib import Path
 import objgraph  # type: ignore[import-untyped]
 from pympler import tracker as pympler_tracker
 
-from opsconsole.diagnostics.census import GrowthTracker, census
-from opsconsole.diagnostics.refchain import Roots, refchain
+from opsconsole.diagnostics.objects.census import census
+from opsconsole.diagnostics.objects.growth import GrowthTracker
+from opsconsole.diagnostics.objects.refchain import SearchRoots, refchain
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: the repo root
 
@@ -145,8 +146,8 @@ def main(n: int, repeats: int) -> None:
         ("census(sizes=False)", lambda: census(sizes=False)),
         ("census(sizes=True)", lambda: census(sizes=True)),
         ("growth(sizes=True)", lambda: ours.growth(sizes=True)),
-        ("refchain, whole heap (unreachable)", lambda: refchain(lonely, roots=Roots(), time_limit=60)),
-        ("refchain by type name (found)", lambda: refchain(f"{__name__}.Session", roots=Roots())),
+        ("refchain, whole heap (unreachable)", lambda: refchain(lonely, roots=SearchRoots(), time_limit=60)),
+        ("refchain by type name (found)", lambda: refchain(f"{__name__}.Session", roots=SearchRoots())),
         ("objgraph.show_growth() (reference)", objgraph_growth),
     ]
     print(f"  {'':38s} {'worst':>8s} {'median':>8s}   call")
@@ -156,7 +157,7 @@ def main(n: int, repeats: int) -> None:
         med = statistics.median(s for s, _ in stalls) * 1000
         took = statistics.median(t for _, t in stalls)
         print(f"  {label:38s} {worst:5.1f} ms {med:5.1f} ms   {took:.2f} s")
-    result = refchain(lonely, roots=Roots(), time_limit=60)
+    result = refchain(lonely, roots=SearchRoots(), time_limit=60)
     print(
         f"\nrefchain whole-heap walk: {result.visited:,} objects in {result.elapsed:.2f} s ({result.reason})"
     )

@@ -37,9 +37,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from opsconsole.diagnostics import heapdiff
+from opsconsole.diagnostics.allocations import diff as heapdiff
+from opsconsole.diagnostics.allocations.snapshots import SnapshotStore
 from opsconsole.diagnostics.render import to_text
-from opsconsole.diagnostics.snapshots import SnapshotStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: the repo root
 

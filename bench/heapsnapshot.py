@@ -24,7 +24,7 @@ from pathlib import Path
 
 from guppy import hpy  # type: ignore[import-untyped]
 
-from opsconsole.diagnostics.heapsnapshot import HeapSnapshot
+from opsconsole.diagnostics.heapsnapshot.document import HeapSnapshot
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: the repo root
 

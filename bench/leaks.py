@@ -26,9 +26,9 @@ import time
 import tracemalloc
 from collections.abc import Callable
 
-from opsconsole.diagnostics import census as census_mod
-from opsconsole.diagnostics import leaks
-from opsconsole.diagnostics.leaks import LeakDetector, rss_bytes
+from opsconsole.diagnostics.leaks import detector as leaks
+from opsconsole.diagnostics.leaks.detector import LeakDetector, rss_bytes
+from opsconsole.diagnostics.objects import census as census_mod
 
 
 class Record:

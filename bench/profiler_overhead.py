@@ -22,8 +22,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from opsconsole.diagnostics import profiler
-from opsconsole.diagnostics.profiler import Profile, sample
+from opsconsole.diagnostics.profiler import sampler as profiler
+from opsconsole.diagnostics.profiler.sampler import CpuProfile, sample
 
 DEPTH = 40
 IDLE_THREADS = 8
@@ -58,9 +58,9 @@ def idle(stop: threading.Event) -> None:
     nested(20, lambda: (float(stop.wait()), 0.0))
 
 
-def with_profiler(units: int, interval: float) -> tuple[tuple[float, float], Profile]:
+def with_profiler(units: int, interval: float) -> tuple[tuple[float, float], CpuProfile]:
     stop = threading.Event()
-    out: list[Profile] = []
+    out: list[CpuProfile] = []
     sampler = threading.Thread(
         target=lambda: out.append(sample(300, interval=interval, stop_event=stop)), name="opsconsole-sampler"
     )

@@ -22,11 +22,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from opsconsole.diagnostics import referents
 from opsconsole.diagnostics.budget import resident_bytes
-from opsconsole.diagnostics.census import census
-from opsconsole.diagnostics.heapsnapshot import HeapSnapshot
-from opsconsole.diagnostics.refchain import Roots, refchain
+from opsconsole.diagnostics.heapsnapshot.document import HeapSnapshot
+from opsconsole.diagnostics.objects import referents
+from opsconsole.diagnostics.objects.census import census
+from opsconsole.diagnostics.objects.refchain import SearchRoots as Roots
+from opsconsole.diagnostics.objects.refchain import refchain
 
 GIB = 1 << 30
 HOLD: dict[str, Any] = {}

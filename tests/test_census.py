@@ -12,17 +12,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from opsconsole.diagnostics.census import (
-    MAX_BASELINES,
+from opsconsole.diagnostics.objects.census import (
     Census,
-    Growth,
-    GrowthTracker,
-    TypeGrowth,
     TypeStat,
     census,
     every_object,
     type_name,
 )
+from opsconsole.diagnostics.objects.growth import MAX_BASELINES, Growth, GrowthTracker, TypeGrowth
 from opsconsole.diagnostics.render import to_data, to_text
 from opsconsole.errors import InvalidRequestError, NotFoundError
 from tests.ticker import Ticker

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from opsconsole.console import Console
-from opsconsole.diagnostics import heapdiff
+from opsconsole.diagnostics.allocations import diff
 from tests.support import FakeClock, Operator, audit_events, call, login_token
 
 
@@ -169,11 +169,11 @@ def test_snapshot_download_loads_in_another_process(
         [sys.executable, "-c", script, str(out)], capture_output=True, text=True, check=True
     )
     # The server leaves the console's own and tracemalloc's allocations out; so do we here.
-    own = tuple(heapdiff.DEFAULT_EXCLUDE_PREFIXES)
+    own = tuple(diff.DEFAULT_EXCLUDE_PREFIXES)
     theirs = [
         line
         for line in loaded.stdout.splitlines()
-        if not line.split(":")[0].startswith(own) and line.split(":")[0] not in heapdiff.DEFAULT_EXCLUDE_FILES
+        if not line.split(":")[0].startswith(own) and line.split(":")[0] not in diff.DEFAULT_EXCLUDE_FILES
     ][:5]
     status, server = call(console.url, "GET", "/ops/heap/snapshots/s1/top?top=5", token=tokens["operator"])
     assert status == 200, server

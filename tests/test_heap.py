@@ -12,7 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from opsconsole.diagnostics import heap, heapdiff
+from opsconsole.diagnostics.allocations import diff as heapdiff
+from opsconsole.diagnostics.allocations import tracing as heap
 from opsconsole.diagnostics.render import to_data, to_text
 from opsconsole.errors import InvalidRequestError, StateError
 
@@ -198,7 +199,7 @@ def test_exclusions_and_bad_arguments() -> None:
 
 
 def test_the_console_is_excluded_but_not_the_host_side_demo() -> None:
-    pkg = os.path.dirname(os.path.dirname(heapdiff.__file__))
+    pkg = os.path.dirname(os.path.dirname(os.path.dirname(heapdiff.__file__)))
 
     def excluded(path: str) -> bool:
         return path in heapdiff.DEFAULT_EXCLUDE_FILES or path.startswith(

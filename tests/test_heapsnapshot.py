@@ -30,7 +30,7 @@ import pytest
 
 from opsconsole.cli.client import TokenCache
 from opsconsole.console import Console
-from opsconsole.diagnostics.heapsnapshot import HeapSnapshot
+from opsconsole.diagnostics.heapsnapshot.document import HeapSnapshot
 from opsconsole.diagnostics.service import Diagnostics
 from opsconsole.repl.helpers import Ops
 from tests.demo_process import Demo, run_demo

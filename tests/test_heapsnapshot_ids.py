@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from opsconsole.diagnostics.heapsnapshot_ids import NODE_FIELDS, Ordinals
-from opsconsole.diagnostics.heapsnapshot_table import AddressTable
+from opsconsole.diagnostics.heapsnapshot.address_table import AddressTable
+from opsconsole.diagnostics.heapsnapshot.ids import NODE_FIELDS, Ordinals
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,8 +68,8 @@ def test_a_refused_reservation_falls_back_and_the_export_still_works() -> None:
     """``ulimit -v`` a few GiB above what the process uses: the 16 TiB reservation fails for real."""
     script = """
 import json, resource, sys
-from opsconsole.diagnostics.heapsnapshot import HeapSnapshot
-from opsconsole.diagnostics.heapsnapshot_table import AddressTable
+from opsconsole.diagnostics.heapsnapshot.document import HeapSnapshot
+from opsconsole.diagnostics.heapsnapshot.address_table import AddressTable
 with open("/proc/self/statm") as fh:
     used = int(fh.read().split()[0]) * resource.getpagesize()
 resource.setrlimit(resource.RLIMIT_AS, (used + (4 << 30), resource.RLIM_INFINITY))

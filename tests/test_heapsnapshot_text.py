@@ -10,9 +10,9 @@ from array import array
 
 import pytest
 
-from opsconsole.diagnostics import heapsnapshot as hs
-from opsconsole.diagnostics.heapsnapshot_edges import EDGE_SHIFT
-from opsconsole.diagnostics.heapsnapshot_walk import Graph
+from opsconsole.diagnostics.heapsnapshot import document as hs
+from opsconsole.diagnostics.heapsnapshot.labels import EDGE_SHIFT
+from opsconsole.diagnostics.heapsnapshot.walk import Graph
 
 
 def _graph(node_rows: list[tuple[int, int, int, int]], edge_rows: list[tuple[int, int]]) -> Graph:

@@ -77,18 +77,6 @@ FORBIDDEN_THIRD_PARTY: dict[str, set[str]] = {
     "cli.login": HEAVY - {"paramiko"},
 }
 
-# Private names imported across modules today (``module: name``). The rule holds for every
-# other import; this set only shrinks: fix the module, then delete its line here.
-KNOWN_PRIVATE_IMPORTS: set[str] = {
-    # the .heapsnapshot writer reads objects through the refchain labeller's private helpers
-    "diagnostics.heapsnapshot_kinds: diagnostics.refchain_labels._MISSING",
-    "diagnostics.heapsnapshot_names: diagnostics.refchain_labels._MISSING",
-    "diagnostics.heapsnapshot_names: diagnostics.refchain_labels._attribute_names",
-    "diagnostics.heapsnapshot_names: diagnostics.refchain_labels._class_attr",
-    # the roots module names the walk class it extends
-    "diagnostics.heapsnapshot_roots: diagnostics.heapsnapshot_walk._Walk",
-}
-
 
 def _dotted(path: Path) -> str:
     """``opsconsole/auth/keys.py`` -> ``auth.keys``; a package's ``__init__`` is the package."""
@@ -226,7 +214,7 @@ def test_the_cli_may_not_reach_the_rest_of_auth() -> None:
 
 
 def test_no_private_name_is_imported_across_modules() -> None:
-    assert _private_violations() == KNOWN_PRIVATE_IMPORTS
+    assert _private_violations() == set()
 
 
 def test_the_private_name_walker_sees_both_shapes() -> None:

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from opsconsole.diagnostics import leak_report, leaks, trend
-from opsconsole.diagnostics.leaks import LeakDetector
+from opsconsole.diagnostics.leaks import detector as leaks
+from opsconsole.diagnostics.leaks import report as leak_report
+from opsconsole.diagnostics.leaks import trend
+from opsconsole.diagnostics.leaks.detector import LeakDetector
 from opsconsole.diagnostics.render import to_data, to_text
 from opsconsole.errors import InvalidRequestError, StateError
 from tests.demo_process import Demo, run_demo
@@ -67,7 +69,7 @@ def test_the_detector_does_not_count_itself() -> None:
     report = d.report()
     assert report.verdict == "no_leak", to_text(report)
     assert not [g for g in report.growth if g.leaking]
-    own = {"array.array", "opsconsole.diagnostics.leak_report.TypeGrowthRate", "collections.deque"}
+    own = {"array.array", "opsconsole.diagnostics.leaks.report.TypeGrowthRate", "collections.deque"}
     assert not [g for g in report.growth if g.type in own and g.objects_per_min > 0], to_text(report)
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from opsconsole.cli.dump import ROUTES
 from opsconsole.console import Console
-from opsconsole.diagnostics import leaks
+from opsconsole.diagnostics.leaks import detector as leaks
 from opsconsole.diagnostics.service import Diagnostics
 from opsconsole.repl.helpers import HELPERS, Ops
 from tests.conftest import console_settings

@@ -14,15 +14,17 @@ from typing import Any
 
 import pytest
 
-from opsconsole.diagnostics.profile_export import SPEEDSCOPE_SCHEMA, function_name
-from opsconsole.diagnostics.profiler import (
+from opsconsole.diagnostics.profiler.export import SPEEDSCOPE_SCHEMA, function_name
+from opsconsole.diagnostics.profiler.sampler import (
     ALL_THREADS,
-    Profile,
     ProfileFrame,
     ProfileStack,
     collapsed,
     sample,
     speedscope,
+)
+from opsconsole.diagnostics.profiler.sampler import (
+    CpuProfile as Profile,
 )
 from opsconsole.diagnostics.render import to_data, to_text
 from opsconsole.errors import InvalidRequestError

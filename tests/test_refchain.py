@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from opsconsole.diagnostics.census import census, type_name
-from opsconsole.diagnostics.refchain import RefChain, Roots, refchain
+from opsconsole.diagnostics.objects.census import census, type_name
+from opsconsole.diagnostics.objects.refchain import RefChain, refchain
+from opsconsole.diagnostics.objects.refchain import SearchRoots as Roots
 from opsconsole.diagnostics.render import to_data, to_text
 from opsconsole.errors import InvalidRequestError, NotFoundError
 

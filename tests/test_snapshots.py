@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from opsconsole.diagnostics import heapdiff
+from opsconsole.diagnostics.allocations import diff
+from opsconsole.diagnostics.allocations.snapshots import SnapshotInfo, SnapshotStore
 from opsconsole.diagnostics.render import to_data, to_text
-from opsconsole.diagnostics.snapshots import SnapshotInfo, SnapshotStore
 from opsconsole.errors import InsecureFileError, InvalidRequestError, NotFoundError, StateError
 from tests.support import wait_until
 
@@ -215,7 +215,7 @@ def test_write_failing_midway_leaves_nothing(tmp_path: Path) -> None:
         """
         import os, resource, signal, sys, tracemalloc
         from pathlib import Path
-        from opsconsole.diagnostics.snapshots import SnapshotStore
+        from opsconsole.diagnostics.allocations.snapshots import SnapshotStore
         from opsconsole.errors import StateError
         store = SnapshotStore(Path(sys.argv[1]))
         tracemalloc.start(1)
@@ -287,8 +287,8 @@ def test_file_loads_in_another_process_with_the_same_statistics(store: SnapshotS
         print(json.dumps([[s.traceback[0].filename, s.traceback[0].lineno, s.size, s.count] for s in stats]))
         """,
         str(store.path("loaded")),
-        json.dumps(heapdiff.DEFAULT_EXCLUDE_FILES),
-        json.dumps(heapdiff.DEFAULT_EXCLUDE_PREFIXES),
+        json.dumps(diff.DEFAULT_EXCLUDE_FILES),
+        json.dumps(diff.DEFAULT_EXCLUDE_PREFIXES),
     )
     theirs = json.loads(out)
     assert [[s.file, s.line, s.size, s.count] for s in ours.sites] == theirs

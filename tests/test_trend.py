@@ -7,7 +7,8 @@ import random
 
 import pytest
 
-from opsconsole.diagnostics import leaks, trend
+from opsconsole.diagnostics.leaks import detector as leaks
+from opsconsole.diagnostics.leaks import trend
 
 SECONDS = [float(i) for i in range(60)]
 

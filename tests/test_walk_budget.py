@@ -22,11 +22,12 @@ import pytest
 
 from opsconsole.config import Settings
 from opsconsole.console import Console
-from opsconsole.diagnostics import referents
 from opsconsole.diagnostics.budget import MIN_LIMIT, Budget, resident_bytes
-from opsconsole.diagnostics.census import census, shallow_size
-from opsconsole.diagnostics.heapsnapshot import HeapSnapshot
-from opsconsole.diagnostics.refchain import Roots, refchain
+from opsconsole.diagnostics.heapsnapshot.document import HeapSnapshot
+from opsconsole.diagnostics.objects import referents
+from opsconsole.diagnostics.objects.census import census, shallow_size
+from opsconsole.diagnostics.objects.refchain import SearchRoots as Roots
+from opsconsole.diagnostics.objects.refchain import refchain
 from opsconsole.errors import BudgetError
 from tests.conftest import console_settings
 from tests.support import FakeClock, Operator, call, login_token

@@ -1,4 +1,4 @@
-"""One façade over every diagnostic, shared by the HTTP routes and (next) the REPL helpers.
+"""One façade over every diagnostic, shared by the HTTP routes and the REPL helpers.
 
 It owns the long-lived pieces — growth baselines, the snapshot store, the GC pause
 monitor, the one-at-a-time worker — and knows which threads are the console's own so
@@ -15,15 +15,19 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from opsconsole.diagnostics import census as census_mod
-from opsconsole.diagnostics import gcstats, heap, process, profiler, refchain, threads
-from opsconsole.diagnostics import heapsnapshot as heapsnapshot_mod
+from opsconsole.diagnostics import gcstats, process, threads
+from opsconsole.diagnostics.allocations import tracing
+from opsconsole.diagnostics.allocations.diff import HeapDiff
+from opsconsole.diagnostics.allocations.snapshots import SnapshotInfo, SnapshotStore
 from opsconsole.diagnostics.budget import DEFAULT_LIMIT
-from opsconsole.diagnostics.heapdiff import HeapDiff
+from opsconsole.diagnostics.heapsnapshot import document
 from opsconsole.diagnostics.jobs import OneAtATime
-from opsconsole.diagnostics.leak_report import LeakReport
-from opsconsole.diagnostics.leaks import LeakDetector
-from opsconsole.diagnostics.snapshots import SnapshotInfo, SnapshotStore
+from opsconsole.diagnostics.leaks.detector import LeakDetector
+from opsconsole.diagnostics.leaks.report import LeakReport
+from opsconsole.diagnostics.objects import census as census_mod
+from opsconsole.diagnostics.objects import refchain
+from opsconsole.diagnostics.objects.growth import Growth, GrowthTracker
+from opsconsole.diagnostics.profiler import sampler
 
 T = TypeVar("T")
 # Threads whose name starts with this are the console's own (IO loop, dump worker, REPL
@@ -48,7 +52,7 @@ class Diagnostics:
         self.app_loops = tuple(app_loops)
         self.memory_budget = memory_budget  # bytes a whole-heap walk may add (BudgetError past it)
         self.jobs = OneAtATime()
-        self.growth_tracker = census_mod.GrowthTracker(memory_budget=memory_budget)
+        self.growth_tracker = GrowthTracker(memory_budget=memory_budget)
         self.snapshots = SnapshotStore(dump_dir)
         self.gc_monitor = gcstats.GcPauseMonitor()
         self.leak_detector = LeakDetector()
@@ -92,14 +96,14 @@ class Diagnostics:
         self.leak_detector.stop()
         return self.leak_detector.report()
 
-    def heap_status(self, top: int = 10) -> heap.HeapStatus:
-        return heap.status(top)
+    def heap_status(self, top: int = 10) -> tracing.HeapStatus:
+        return tracing.status(top)
 
-    def heap_start(self, frames: int) -> heap.HeapStatus:
-        return heap.start(frames)
+    def heap_start(self, frames: int) -> tracing.HeapStatus:
+        return tracing.start(frames)
 
-    def heap_stop(self) -> heap.HeapStatus:
-        return heap.stop()
+    def heap_stop(self) -> tracing.HeapStatus:
+        return tracing.stop()
 
     # -- expensive: call through expensive() -------------------------------------------------
 
@@ -109,13 +113,15 @@ class Diagnostics:
     def baseline(self, name: str = "default") -> census_mod.Census:
         return self.growth_tracker.baseline(name)
 
-    def growth(self, since: str | None = None, top: int = 30) -> census_mod.Growth:
+    def growth(self, since: str | None = None, top: int = 30) -> Growth:
         return self.growth_tracker.growth(since, top=top)
 
     def refchain(
         self, target: str | type | object, *, max_depth: int = 40, time_limit: float = 5.0
     ) -> refchain.RefChain:
-        roots = refchain.Roots(extra=tuple((f"app loop {i}", loop) for i, loop in enumerate(self.app_loops)))
+        roots = refchain.SearchRoots(
+            extra=tuple((f"app loop {i}", loop) for i, loop in enumerate(self.app_loops))
+        )
         return refchain.refchain(
             target,
             roots=roots,
@@ -141,18 +147,16 @@ class Diagnostics:
     ) -> HeapDiff:
         return self.snapshots.diff(base, other, key=key, top=top)
 
-    def profile(self, seconds: float, *, interval: float = 0.005) -> profiler.Profile:
-        return profiler.sample(
+    def profile(self, seconds: float, *, interval: float = 0.005) -> sampler.CpuProfile:
+        return sampler.sample(
             seconds, interval=interval, exclude_idents=own_thread_idents(), stop_event=self._closing
         )
 
-    def heapsnapshot(
-        self, *, contents: heapsnapshot_mod.Contents = "redacted"
-    ) -> heapsnapshot_mod.HeapSnapshot:
+    def heapsnapshot(self, *, contents: document.Contents = "redacted") -> document.HeapSnapshot:
         """The ``.heapsnapshot`` document as an iterable of bytes; the walk runs on the thread that
         iterates it (through expensive(): the dump worker), the console's own threads left out."""
         loops = tuple((f"app loop {i}", loop) for i, loop in enumerate(self.app_loops))
-        return heapsnapshot_mod.HeapSnapshot(
+        return document.HeapSnapshot(
             contents=contents,
             extra_roots=loops,
             exclude_threads=own_thread_idents(),
@@ -160,7 +164,7 @@ class Diagnostics:
         )
 
     def heapsnapshot_file(
-        self, path: Path, *, contents: heapsnapshot_mod.Contents = "redacted"
-    ) -> heapsnapshot_mod.HeapSnapshotInfo:
+        self, path: Path, *, contents: document.Contents = "redacted"
+    ) -> document.HeapSnapshotInfo:
         """Write the ``.heapsnapshot`` to a new 0600 file (refuses to overwrite or follow a symlink)."""
-        return heapsnapshot_mod.write_file(path, self.heapsnapshot(contents=contents))
+        return document.write_file(path, self.heapsnapshot(contents=contents))

@@ -27,7 +27,7 @@ log = get_logger("diagnostics.threads")
 
 # A host with runaway recursion can have thousands of frames per thread; the innermost ones
 # are the interesting ones, so the dump keeps these many and counts the rest.
-MAX_FRAMES = 256
+MAX_STACK_FRAMES = 256  # frames kept per thread stack or task await chain; the rest are counted
 # asyncio.all_tasks() copies a WeakSet that the loop thread mutates; it retries internally,
 # and we retry a few more times with a short pause before reporting the loop as unreadable.
 _ALL_TASKS_ATTEMPTS = 5
@@ -101,11 +101,11 @@ def _frame(f: types.FrameType) -> StackFrame:
 
 
 def _stack(f: types.FrameType | None) -> tuple[tuple[StackFrame, ...], int]:
-    """Innermost first, walking ``f_back``; at most MAX_FRAMES, the rest counted."""
+    """Innermost first, walking ``f_back``; at most MAX_STACK_FRAMES, the rest counted."""
     frames: list[StackFrame] = []
     omitted = 0
     while f is not None:
-        if len(frames) < MAX_FRAMES:
+        if len(frames) < MAX_STACK_FRAMES:
             frames.append(_frame(f))
         else:
             omitted += 1
@@ -155,7 +155,7 @@ def _await_chain(coro: object) -> tuple[StackFrame, ...]:
     """
     chain: list[StackFrame] = []
     obj: object | None = coro
-    while obj is not None and len(chain) < MAX_FRAMES:
+    while obj is not None and len(chain) < MAX_STACK_FRAMES:
         frame = (
             getattr(obj, "cr_frame", None) or getattr(obj, "gi_frame", None) or getattr(obj, "ag_frame", None)
         )

@@ -23,17 +23,18 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-from opsconsole.diagnostics.census import Census, Growth
+from opsconsole.diagnostics.allocations.diff import HeapDiff
+from opsconsole.diagnostics.allocations.snapshots import SnapshotInfo
+from opsconsole.diagnostics.allocations.tracing import HeapStatus
 from opsconsole.diagnostics.gcstats import GcInfo
-from opsconsole.diagnostics.heap import HeapStatus
-from opsconsole.diagnostics.heapdiff import HeapDiff
-from opsconsole.diagnostics.heapsnapshot import Contents, HeapSnapshotInfo
-from opsconsole.diagnostics.leak_report import LeakReport
+from opsconsole.diagnostics.heapsnapshot.document import Contents, HeapSnapshotInfo
+from opsconsole.diagnostics.leaks.report import LeakReport
+from opsconsole.diagnostics.objects.census import Census
+from opsconsole.diagnostics.objects.growth import Growth
+from opsconsole.diagnostics.objects.refchain import RefChain
 from opsconsole.diagnostics.process import ProcessInfo
-from opsconsole.diagnostics.profiler import Profile
-from opsconsole.diagnostics.refchain import RefChain
+from opsconsole.diagnostics.profiler.sampler import CpuProfile
 from opsconsole.diagnostics.service import Diagnostics, own_thread_idents
-from opsconsole.diagnostics.snapshots import SnapshotInfo
 from opsconsole.diagnostics.threads import ThreadDump, dump_threads
 from opsconsole.errors import StateError
 from opsconsole.repl import display
@@ -196,7 +197,7 @@ class Ops:
         """Stop tracemalloc and free its traces. (*)"""
         return self._expensive("heap stop", self._diag.heap_stop)
 
-    def profile(self, seconds: float = 5.0) -> Profile:
+    def profile(self, seconds: float = 5.0) -> CpuProfile:
         """Sample every host thread for ``seconds``: where does the time go. (*)"""
         return self._expensive("profile", lambda: self._diag.profile(seconds), expected_seconds=seconds)
 

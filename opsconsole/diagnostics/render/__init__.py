@@ -13,7 +13,7 @@ import enum
 from pathlib import PurePath
 from typing import Any
 
-from opsconsole.diagnostics.render import gc, heap, leaks, objects, process, profile, threads  # noqa: F401
+from opsconsole.diagnostics.render import allocations, gc, leaks, objects, process, profile, threads  # noqa: F401
 from opsconsole.diagnostics.render.registry import TEXT, text_renderer
 
 __all__ = ["text_renderer", "to_data", "to_text"]

@@ -7,7 +7,7 @@ import time
 
 from opsconsole.diagnostics.gcstats import GcInfo, PauseBucket
 from opsconsole.diagnostics.render.registry import text_renderer
-from opsconsole.diagnostics.table import table
+from opsconsole.diagnostics.render.table import table
 
 
 def _label(b: PauseBucket) -> str:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import time
 
-from opsconsole.diagnostics.leak_report import LeakReport
+from opsconsole.diagnostics.leaks.report import LeakReport
 from opsconsole.diagnostics.render.registry import text_renderer
-from opsconsole.diagnostics.table import human_bytes, table
+from opsconsole.diagnostics.render.table import human_bytes, table
 
 SHOWN = 15
 _VERDICT = {

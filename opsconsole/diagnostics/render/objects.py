@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import time
 
-from opsconsole.diagnostics.census import Census, Growth
-from opsconsole.diagnostics.refchain import RefChain
+from opsconsole.diagnostics.objects.census import Census
+from opsconsole.diagnostics.objects.growth import Growth
+from opsconsole.diagnostics.objects.refchain import RefChain
 from opsconsole.diagnostics.render.registry import text_renderer
-from opsconsole.diagnostics.table import human_bytes, table
+from opsconsole.diagnostics.render.table import human_bytes, table
 
 
 def _when(epoch: float) -> str:

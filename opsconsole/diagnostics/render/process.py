@@ -6,7 +6,7 @@ import time
 
 from opsconsole.diagnostics.process import ProcessInfo
 from opsconsole.diagnostics.render.registry import text_renderer
-from opsconsole.diagnostics.table import human_bytes, table
+from opsconsole.diagnostics.render.table import human_bytes, table
 
 
 def _duration(seconds: float) -> str:

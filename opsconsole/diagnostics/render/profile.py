@@ -1,19 +1,19 @@
-"""Text rendering of a Profile: the top functions by own (self) and by inclusive (total) samples,
+"""Text rendering of a CpuProfile: the top functions by own (self) and by inclusive (total) samples,
 as tables, like ``py-spy top`` frozen at the end of the window. Pure; any thread."""
 
 from __future__ import annotations
 
 import time
 
-from opsconsole.diagnostics.profile_export import frame_label
-from opsconsole.diagnostics.profiler import Profile
+from opsconsole.diagnostics.profiler.export import frame_label
+from opsconsole.diagnostics.profiler.sampler import CpuProfile
 from opsconsole.diagnostics.render.registry import text_renderer
-from opsconsole.diagnostics.table import table
+from opsconsole.diagnostics.render.table import table
 
 TOP = 20
 
 
-def _ranked(profile: Profile) -> tuple[dict[int, int], dict[int, int]]:
+def _ranked(profile: CpuProfile) -> tuple[dict[int, int], dict[int, int]]:
     """(self samples, inclusive samples) per frame index; recursion counts once per stack."""
     own: dict[int, int] = {}
     total: dict[int, int] = {}
@@ -25,14 +25,14 @@ def _ranked(profile: Profile) -> tuple[dict[int, int], dict[int, int]]:
     return own, total
 
 
-def _top(profile: Profile, counts: dict[int, int], title: str, column: str) -> str:
+def _top(profile: CpuProfile, counts: dict[int, int], title: str, column: str) -> str:
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP]
     n = profile.samples or 1
     rows = [(f"{100 * c / n:.1f}", c, frame_label(profile.frames[i])) for i, c in ranked]
     return f"{title}\n" + table((column, "samples", "function"), rows, right=(0, 1))
 
 
-def _effective(r: Profile) -> str:
+def _effective(r: CpuProfile) -> str:
     # A CPU-bound host hands the GIL to the sampler only every switch interval (5 ms by
     # default), so the real tick spacing can be longer than asked: say so when it is.
     if not r.ticks:
@@ -41,8 +41,8 @@ def _effective(r: Profile) -> str:
     return f" (effectively {actual * 1000:.1f} ms)" if actual > 1.2 * r.interval else ""
 
 
-@text_renderer(Profile)
-def _(r: Profile) -> str:
+@text_renderer(CpuProfile)
+def _(r: CpuProfile) -> str:
     threads = len({s.thread for s in r.stacks})
     started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started_at))
     head = (

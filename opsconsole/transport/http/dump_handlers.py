@@ -15,7 +15,7 @@ from typing import ClassVar, Literal, cast
 
 from opsconsole import log, private_files
 from opsconsole.auth.principal import Role
-from opsconsole.diagnostics import profiler
+from opsconsole.diagnostics.profiler import sampler
 from opsconsole.diagnostics.render import to_data
 from opsconsole.errors import DiagnosticsError, InvalidRequestError, NotFoundError
 from opsconsole.transport.http.base import ApiError, BaseHandler
@@ -223,9 +223,9 @@ class ProfileHandler(BaseHandler):
         )
         if fmt == "collapsed":
             self.set_header("Content-Type", "text/plain; charset=utf-8")
-            self.finish(profiler.collapsed(result))
+            self.finish(sampler.collapsed(result))
         elif fmt == "speedscope":
-            self.finish(json.dumps(profiler.speedscope(result)))
+            self.finish(json.dumps(sampler.speedscope(result)))
         else:
             self.send_result(result)
 

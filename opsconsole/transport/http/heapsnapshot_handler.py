@@ -16,7 +16,7 @@ import tornado.iostream
 
 from opsconsole import log
 from opsconsole.auth.principal import Role
-from opsconsole.diagnostics.heapsnapshot import Contents, HeapSnapshotInfo
+from opsconsole.diagnostics.heapsnapshot.document import Contents, HeapSnapshotInfo
 from opsconsole.transport.http.base import BaseHandler
 
 _log = log.get("transport.heapsnapshot")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from opsconsole.auth.principal import Role
-from opsconsole.diagnostics import leaks
+from opsconsole.diagnostics.leaks import detector as leaks
 from opsconsole.transport.http.base import BaseHandler
 
 

@@ -4,9 +4,9 @@ Runs on the console's dump worker thread or the operator's REPL thread, never on
 host keeps running meanwhile, so every step is shaped around the GIL: the interpreter hands the GIL
 to another thread only between bytecodes, so one C call over a million objects (``Counter(map(...))``)
 would freeze every host thread for its whole duration. The object list is therefore consumed in
-chunks of ``CHUNK`` objects; each chunk is a few short C calls (~1–3 ms) and the loop between chunks
-lets the host threads in. The one unavoidable long call is ``gc.get_objects()`` itself (~40 ms for
-a million objects). ``gc.collect()`` is never called: on a big heap it stalls every thread far longer.
+chunks of ``CHUNK`` objects; each chunk is a few short C calls and the loop between chunks lets the
+host threads in. The one unavoidable long call is ``gc.get_objects()`` itself. ``gc.collect()`` is
+never called: on a big heap it stalls every thread far longer.
 
 Only GC-tracked objects are seen (as with objgraph): str, int, float and containers holding only
 such atoms are untracked by CPython and do not appear. Sizes are shallow (``sys.getsizeof``; a class's
@@ -23,7 +23,6 @@ run (it could do anything, allocate included): such objects are sized as ``objec
 from __future__ import annotations
 
 import gc
-import re
 import sys
 import threading
 import time
@@ -36,18 +35,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from opsconsole.diagnostics.budget import DEFAULT_LIMIT, Budget
-from opsconsole.errors import InvalidRequestError, NotFoundError
+from opsconsole.diagnostics.objects.introspection import TYPE_DICT, TYPE_MRO
+from opsconsole.errors import InvalidRequestError
 
-CHUNK = 20_000  # objects per GIL-holding step: ~1–3 ms of C work each
-MAX_BASELINES = 16
+CHUNK = 20_000  # objects per GIL-holding step: a few short C calls each
 MAX_TOP = 1000
-_BASELINE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 # The getsets of ``type`` itself: reading a class's name through them never runs a metaclass's code.
 _TYPE_MODULE: Any = type.__dict__["__module__"]
 _TYPE_QUALNAME: Any = type.__dict__["__qualname__"]
-_TYPE_MRO: Any = type.__dict__["__mro__"]
-_TYPE_DICT: Any = type.__dict__["__dict__"]
 _BUILTIN_METHODS = (types.MethodDescriptorType, types.WrapperDescriptorType, types.BuiltinFunctionType)
 _NAMES_MAX = 8192
 # id(type) → (weak ref, name). Keyed by id with a weak check so the cache never keeps a class alive;
@@ -78,11 +74,10 @@ def every_object() -> Iterator[list[object]]:
     """``gc.get_objects()``, with the collector's automatic runs paused while the block holds it.
 
     A list of a million references is itself a young GC container: the next automatic
-    collection (of generation 0, then again of generation 1) visits every one of its items —
-    25–35 ms measured on 1M objects — and one that fires right after ``get_objects()`` adds that
-    to its own stall without the GIL changing hands (60 ms seen in ``bench/heapsnapshot.py``).
-    Consume the list in chunks inside the block and drop it before it ends. The pause is
-    process-wide, for the block only (100 ms to under a second); ``gc.collect()`` still works,
+    collection (of generation 0, then again of generation 1) visits every one of its items,
+    and one that fires right after ``get_objects()`` adds that to its own stall without the GIL
+    changing hands. Consume the list in chunks inside the block and drop it before it ends. The
+    pause is process-wide, for the block only; ``gc.collect()`` still works,
     and a collector the host had turned off stays off.
     """
     enabled = gc.isenabled()
@@ -118,22 +113,6 @@ class Census:
     elapsed: float = 0.0  # seconds the census took (on the dump thread, not host stall)
 
 
-@dataclass(frozen=True, slots=True)
-class TypeGrowth:
-    name: str
-    count: int
-    delta: int
-    size: int
-    size_delta: int  # 0 unless both sides were taken with sizes
-
-
-@dataclass(frozen=True, slots=True)
-class Growth:
-    since: str  # a baseline name, "previous" or "empty" (the first call without a baseline)
-    taken_at: float
-    rows: tuple[TypeGrowth, ...]
-
-
 def type_name(t: type) -> str:
     """``module.QualName`` (``dict`` for builtins), cached per class without keeping it alive. Any thread."""
     hit = _names.get(id(t))
@@ -164,8 +143,8 @@ def _sized_in_python(t: type) -> bool:
     if hit is not None and hit[0]() is t:
         return hit[1]
     found = False
-    for klass in _TYPE_MRO.__get__(t, type):
-        attr = _TYPE_DICT.__get__(klass, type).get("__sizeof__")
+    for klass in TYPE_MRO.__get__(t, type):
+        attr = TYPE_DICT.__get__(klass, type).get("__sizeof__")
         if attr is not None:
             found = not isinstance(attr, _BUILTIN_METHODS)
             break
@@ -227,7 +206,7 @@ def _take(with_sizes: bool, memory_budget: int) -> tuple[Counter[type], dict[typ
 
 
 @dataclass(frozen=True, slots=True)
-class _State:
+class Counts:
     """Per-name counts and sizes. Two flat dicts of str → int: almost nothing GC-tracked, so a stored
     baseline does not show up in the next census."""
 
@@ -236,7 +215,8 @@ class _State:
     sizes: dict[str, int] | None
 
 
-def _state(with_sizes: bool, memory_budget: int = DEFAULT_LIMIT) -> tuple[_State, float]:
+def take_counts(with_sizes: bool, memory_budget: int = DEFAULT_LIMIT) -> tuple[Counts, float]:
+    """Per-name counts (and sizes) of the live GC-tracked objects, and the seconds it took."""
     started = time.monotonic()
     by_type, size_by_type = _take(with_sizes, memory_budget)
     counts: dict[str, int] = {}
@@ -246,15 +226,17 @@ def _state(with_sizes: bool, memory_budget: int = DEFAULT_LIMIT) -> tuple[_State
         counts[name] = counts.get(name, 0) + n
         if with_sizes:
             sizes[name] = sizes.get(name, 0) + size_by_type.get(t, 0)
-    return _State(time.time(), counts, sizes if with_sizes else None), time.monotonic() - started
+    return Counts(time.time(), counts, sizes if with_sizes else None), time.monotonic() - started
 
 
-def _check_top(top: int) -> None:
+def check_top(top: int) -> None:
+    """InvalidRequestError unless ``top`` (rows asked for) is 1 .. MAX_TOP."""
     if not 1 <= top <= MAX_TOP:
         raise InvalidRequestError(f"top must be between 1 and {MAX_TOP}, not {top}")
 
 
-def _summary(state: _State, top: int, elapsed: float) -> Census:
+def summary(state: Counts, top: int, elapsed: float) -> Census:
+    """The ``top`` classes of ``state`` by count, as a ``Census``."""
     sizes = state.sizes or {}
     names = sorted(state.counts, key=lambda n: (-state.counts[n], -sizes.get(n, 0), n))[:top]
     return Census(
@@ -271,83 +253,6 @@ def _summary(state: _State, top: int, elapsed: float) -> Census:
 def census(*, top: int = 30, sizes: bool = True, memory_budget: int = DEFAULT_LIMIT) -> Census:
     """Live GC-tracked objects per class, the top ``top`` by count. ``memory_budget``: bytes the census
     may add to the process (BudgetError past it). Dump worker or REPL thread."""
-    _check_top(top)
-    state, elapsed = _state(sizes, memory_budget)
-    return _summary(state, top, elapsed)
-
-
-def _growth_rows(now: _State, before: _State, top: int) -> list[TypeGrowth]:
-    sized = now.sizes is not None and before.sizes is not None
-    now_sizes = now.sizes or {}
-    before_sizes = before.sizes or {}
-    rows = []
-    for name, count in now.counts.items():
-        delta = count - before.counts.get(name, 0)
-        if delta > 0:
-            size = now_sizes.get(name, 0)
-            size_delta = size - before_sizes.get(name, 0) if sized else 0
-            rows.append(TypeGrowth(name, count, delta, size, size_delta))
-    rows.sort(key=lambda r: (-r.delta, -r.size_delta, r.name))
-    return rows[:top]
-
-
-class GrowthTracker:
-    """Named baselines and "what grew since last time", like objgraph's ``show_growth``.
-
-    ``growth()`` without ``since`` compares with the previous ``growth()`` call. The very first call
-    compares with an empty state (``since="empty"``), exactly as objgraph's first ``show_growth``:
-    every class shows up with its full count, which is the useful first look; from the second call on
-    only real growth is shown. A host that wants a meaningful first answer calls ``growth()`` once
-    when the console starts (on the dump worker) and discards it.
-
-    Thread-safe: one lock serialises the calls (the dump worker and the REPL may both use it); it is
-    held for the census too, so two overlapping calls cannot interleave their "previous" states.
-    """
-
-    def __init__(self, *, memory_budget: int = DEFAULT_LIMIT) -> None:
-        self._memory_budget = memory_budget
-        self._lock = threading.Lock()
-        self._baselines: dict[str, _State] = {}  # insertion order = age; the oldest is dropped first
-        self._previous: _State | None = None
-
-    @staticmethod
-    def _check_name(name: str) -> None:
-        if not isinstance(name, str) or _BASELINE_NAME.fullmatch(name) is None:
-            raise InvalidRequestError(f"baseline names match [A-Za-z0-9_.-]{{1,64}}: {name!r:.80}")
-
-    def baseline(self, name: str = "default", *, top: int = 30, sizes: bool = True) -> Census:
-        """Record the per-class counts (and sizes) under ``name``; re-using a name replaces it."""
-        self._check_name(name)
-        _check_top(top)
-        with self._lock:
-            state, elapsed = _state(sizes, self._memory_budget)
-            self._baselines.pop(name, None)
-            self._baselines[name] = state
-            while len(self._baselines) > MAX_BASELINES:
-                del self._baselines[next(iter(self._baselines))]
-        return _summary(state, top, elapsed)
-
-    def baselines(self) -> tuple[str, ...]:
-        """Stored baseline names, oldest first."""
-        with self._lock:
-            return tuple(self._baselines)
-
-    def growth(self, since: str | None = None, *, top: int = 30, sizes: bool = True) -> Growth:
-        """Classes whose count grew since baseline ``since`` (or the previous call), most growth first."""
-        if since is not None:
-            self._check_name(since)
-        _check_top(top)
-        with self._lock:
-            if since is not None:
-                before = self._baselines.get(since)
-                if before is None:
-                    raise NotFoundError(f"no baseline named {since!r}")
-                label = since
-            elif self._previous is None:
-                before, label = _State(0.0, {}, {}), "empty"
-            else:
-                before, label = self._previous, "previous"
-            now, _elapsed = _state(sizes, self._memory_budget)
-            if since is None:
-                self._previous = now
-        return Growth(since=label, taken_at=now.taken_at, rows=tuple(_growth_rows(now, before, top)))
+    check_top(top)
+    state, elapsed = take_counts(sizes, memory_budget)
+    return summary(state, top, elapsed)

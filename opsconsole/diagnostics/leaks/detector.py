@@ -4,14 +4,13 @@ Off until started (the ``leak_interval`` setting, ``POST /ops/leaks/start`` or
 ``ops.leaks_start()``). Every ``interval`` seconds its thread, ``opsconsole-leaks``, takes:
 
 * RSS — one read of ``/proc/self/statm`` (microseconds);
-* live counts of the classes (the census of ``census.py``: it walks ``gc.get_objects()`` in
-  chunks so host threads keep running; ~0.1 s of GIL time on a million objects). Every
-  ``SIZED_EVERY``-th census also sums shallow sizes (~3× dearer) to turn objects/min into
-  bytes/min;
+* live counts of the classes (``objects.census``: it walks ``gc.get_objects()`` in
+  chunks so host threads keep running). Every ``SIZED_EVERY``-th census also sums shallow
+  sizes (dearer than counting) to turn objects/min into bytes/min;
 * tracemalloc's traced total, only when an operator turned tracing on (a counter read), and
   then every ``SITES_EVERY``-th sample a snapshot grouped by line, for the allocation sites
   behind the growth. The default signals never need tracemalloc: it slows allocation-heavy
-  code 5–15×.
+  code several times over.
 
 Memory is bounded: ``history`` samples per series, at most ``MAX_TYPES`` classes tracked
 (the ones that grew most since the run started; a class that grows faster takes the slot of
@@ -34,9 +33,10 @@ from array import array
 from collections import deque
 
 from opsconsole import log
-from opsconsole.diagnostics import census as census_mod
-from opsconsole.diagnostics import heapdiff, process
-from opsconsole.diagnostics.leak_report import LeakReport, RunCopy, build
+from opsconsole.diagnostics import process
+from opsconsole.diagnostics.allocations import diff
+from opsconsole.diagnostics.leaks.report import LeakReport, RunCopy, build
+from opsconsole.diagnostics.objects import census as census_mod
 from opsconsole.errors import InvalidRequestError, StateError
 
 _log = log.get("diagnostics.leaks")
@@ -196,7 +196,7 @@ def _site_sizes() -> dict[str, int] | None:
         snapshot = tracemalloc.take_snapshot()
     except RuntimeError:  # tracing stopped meanwhile
         return None
-    grouped = heapdiff.group(snapshot, "lineno")
+    grouped = diff.group(snapshot, "lineno")
     del snapshot
     top = heapq.nlargest(SITES_KEPT, grouped.stats.items(), key=lambda kv: kv[1][0])
     # "file:line" keys: a dict of str → int is not GC-tracked, so it never shows in a census.

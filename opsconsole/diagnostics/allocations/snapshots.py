@@ -1,9 +1,9 @@
 """Named tracemalloc snapshots: files for download, grouped forms in memory for fast diffs.
 
 Each snapshot is written as ``<name>.tracemalloc`` — a pickle ``tracemalloc.Snapshot.load``
-reads — into a private (0700) directory, safely (see ``snapshot_files``); names are checked
+reads — into a private (0700) directory, safely (see ``files``); names are checked
 against a strict pattern before they get near a path. An after-GC snapshot waits for the host's
-next full collection first (see ``snapshot_gc``). A count and a byte budget bound the disk use:
+next full collection first (see ``settle``). A count and a byte budget bound the disk use:
 the oldest snapshots are dropped (file deleted) to make room. ``close`` deletes every file
 this store wrote; files it did not write (another process sharing the directory, an earlier
 run) are never touched, and a name whose file exists is refused rather than overwritten.
@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Literal
 
 from opsconsole import log
-from opsconsole.diagnostics import heapdiff, snapshot_files
-from opsconsole.diagnostics.heapdiff import Grouped, HeapDiff, KeyType, Site
-from opsconsole.diagnostics.snapshot_files import NAME_PATTERN, SUFFIX, SnapshotFiles
-from opsconsole.diagnostics.snapshot_gc import full_gc_signal, wait_for_gc
+from opsconsole.diagnostics.allocations import diff, files
+from opsconsole.diagnostics.allocations.diff import Grouped, HeapDiff, KeyType, Site
+from opsconsole.diagnostics.allocations.files import NAME_PATTERN, SUFFIX, SnapshotFiles
+from opsconsole.diagnostics.allocations.settle import full_gc_signal, wait_for_gc
 from opsconsole.errors import ConfigError, InvalidRequestError, NotFoundError, StateError
 
 __all__ = [
@@ -103,8 +103,8 @@ class SnapshotStore:
         *,
         max_count: int = 8,
         max_bytes: int = 512 * 1024 * 1024,
-        exclude_prefixes: Collection[str] = heapdiff.DEFAULT_EXCLUDE_PREFIXES,
-        exclude_files: Collection[str] = heapdiff.DEFAULT_EXCLUDE_FILES,
+        exclude_prefixes: Collection[str] = diff.DEFAULT_EXCLUDE_PREFIXES,
+        exclude_files: Collection[str] = diff.DEFAULT_EXCLUDE_FILES,
     ) -> None:
         if max_count < 1:
             raise ConfigError("must be at least 1", key="max_count")
@@ -125,7 +125,7 @@ class SnapshotStore:
     @staticmethod
     def check_name(name: object) -> str:
         """``name`` if it is a valid snapshot name, else InvalidRequestError. Any thread."""
-        return snapshot_files.check_name(name)
+        return files.check_name(name)
 
     def list(self) -> tuple[SnapshotInfo, ...]:
         with self._lock:
@@ -143,22 +143,22 @@ class SnapshotStore:
 
     def top(self, name: str, *, key: str = "lineno", top: int = 10) -> SnapshotTop:
         """The largest allocation sites of one snapshot (``traceback`` reads the file)."""
-        kind, _ = heapdiff.check_key(key), heapdiff.check_top(top)
+        kind, _ = diff.check_key(key), diff.check_top(top)
         grouped = self._grouped(self.check_name(name), kind)
-        return SnapshotTop(name, kind, grouped.traces, grouped.size, heapdiff.top_sites(grouped, top))
+        return SnapshotTop(name, kind, grouped.traces, grouped.size, diff.top_sites(grouped, top))
 
     def diff(self, base: str, other: str | None = None, *, key: str = "lineno", top: int = 20) -> HeapDiff:
         """``other`` minus ``base``; ``other=None`` compares with a fresh snapshot (not stored).
 
         ``lineno`` uses the grouped forms kept in memory; ``traceback`` reads the files.
         """
-        kind, _ = heapdiff.check_key(key), heapdiff.check_top(top)
+        kind, _ = diff.check_key(key), diff.check_top(top)
         grouped_base = self._grouped(self.check_name(base), kind)
         if other is None:
-            grouped_other = heapdiff.group(self._snapshot(), kind, **self._exclude)
+            grouped_other = diff.group(self._snapshot(), kind, **self._exclude)
         else:
             grouped_other = self._grouped(self.check_name(other), kind)
-        return heapdiff.diff(grouped_base, grouped_other, top=top, base_name=base, other_name=other or "now")
+        return diff.diff(grouped_base, grouped_other, top=top, base_name=base, other_name=other or "now")
 
     # -- changes -------------------------------------------------------------------------
 
@@ -242,7 +242,7 @@ class SnapshotStore:
             taken_at = time.time()
             file_bytes = self._files.write(name, snapshot)
             try:
-                grouped = heapdiff.group(snapshot, "lineno", **self._exclude)
+                grouped = diff.group(snapshot, "lineno", **self._exclude)
             except BaseException:
                 self._files.unlink(name)
                 raise
@@ -305,7 +305,7 @@ class SnapshotStore:
             grouped = self._ready(name).grouped
         if key == "lineno" and grouped is not None:
             return grouped
-        return heapdiff.group(self._files.load(name), key, **self._exclude)
+        return diff.group(self._files.load(name), key, **self._exclude)
 
     def _snapshot_possible(self) -> None:
         if self._closed:

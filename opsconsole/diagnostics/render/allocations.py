@@ -1,4 +1,4 @@
-"""Text rendering of the heap results: tracemalloc status, snapshots and diffs.
+"""Text rendering of the tracemalloc results: tracing status, snapshots and diffs.
 
 Pure formatting of finished results, on whichever thread renders (IO loop, CLI, REPL).
 """
@@ -8,11 +8,11 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from opsconsole.diagnostics.heap import HeapStatus
-from opsconsole.diagnostics.heapdiff import Frame, HeapDiff, Site
+from opsconsole.diagnostics.allocations.diff import Frame, HeapDiff, Site
+from opsconsole.diagnostics.allocations.snapshots import SnapshotInfo, SnapshotList, SnapshotTop
+from opsconsole.diagnostics.allocations.tracing import HeapStatus
 from opsconsole.diagnostics.render.registry import text_renderer
-from opsconsole.diagnostics.snapshots import SnapshotInfo, SnapshotList, SnapshotTop
-from opsconsole.diagnostics.table import human_bytes, table
+from opsconsole.diagnostics.render.table import human_bytes, table
 
 
 @text_renderer(HeapStatus)

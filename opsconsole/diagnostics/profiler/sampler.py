@@ -7,7 +7,7 @@ the sampler once per tick (measured by bench/profiler_overhead.py). Stacks are c
 dict keyed by frame indexes, and each code object is turned into a ``ProfileFrame`` once
 (cached by identity), so a tick is one dict lookup per frame.
 
-The exporters (collapsed stacks, speedscope JSON) live in ``profile_export`` and are
+The exporters (collapsed stacks, speedscope JSON) live in ``export`` and are
 re-exported here as ``collapsed`` and ``speedscope``.
 """
 
@@ -20,11 +20,11 @@ import types
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from opsconsole.diagnostics.profile_export import collapsed, speedscope
+from opsconsole.diagnostics.profiler.export import collapsed, speedscope
 from opsconsole.errors import InvalidRequestError
 from opsconsole.log import get as get_logger
 
-__all__ = ["ALL_THREADS", "Profile", "ProfileFrame", "ProfileStack", "collapsed", "sample", "speedscope"]
+__all__ = ["ALL_THREADS", "CpuProfile", "ProfileFrame", "ProfileStack", "collapsed", "sample", "speedscope"]
 
 log = get_logger("diagnostics.profiler")
 
@@ -49,7 +49,7 @@ class ProfileFrame:
 @dataclass(frozen=True, slots=True)
 class ProfileStack:
     """One distinct stack of one thread (or of all, see ``sample``), root first, as indexes
-    into ``Profile.frames``; ``count`` is how many ticks found the thread in it."""
+    into ``CpuProfile.frames``; ``count`` is how many ticks found the thread in it."""
 
     thread: str
     frames: tuple[int, ...]
@@ -57,7 +57,7 @@ class ProfileStack:
 
 
 @dataclass(frozen=True, slots=True)
-class Profile:
+class CpuProfile:
     """``seconds``/``interval`` as asked; ``elapsed`` as it ran (shorter if stopped early).
     ``ticks`` is how often all threads were sampled, ``samples`` the sum of stack counts (one
     per thread per tick). ``started_at`` is epoch seconds."""
@@ -144,12 +144,12 @@ class _Sampler:
 
     def result(
         self, seconds: float, interval: float, elapsed: float, started_at: float, ticks: int
-    ) -> Profile:
+    ) -> CpuProfile:
         stacks = tuple(
             ProfileStack(thread=thread, frames=frames, count=count)
             for (thread, frames), count in sorted(self.counts.items(), key=lambda kv: (kv[0][0], -kv[1]))
         )
-        return Profile(
+        return CpuProfile(
             seconds=seconds,
             interval=interval,
             elapsed=elapsed,
@@ -168,7 +168,7 @@ def sample(
     exclude_idents: Collection[int] = (),
     thread_names: bool = True,
     stop_event: threading.Event | None = None,
-) -> Profile:
+) -> CpuProfile:
     """Sample every thread's stack each ``interval`` for ``seconds``; blocks the calling thread.
 
     Run on a worker thread (the dump worker); the calling thread and ``exclude_idents`` (the

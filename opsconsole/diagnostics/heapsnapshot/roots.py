@@ -1,7 +1,7 @@
 """The synthetic roots of a ``.heapsnapshot`` and the "(gc objects)" pass that makes everything reachable.
 
 Node 0 (the root, id 1) → "(modules)" → each module by its ``sys.modules`` name; "(threads)" → one
-node per frame of every other thread (``refchain_roots`` reads them), named by thread, function and
+node per frame of every other thread (``objects.roots`` reads them), named by thread, function and
 line, with an edge per local variable; "(other roots)" → the app's event loops and the non-module
 entries of ``sys.modules``; "(gc objects)" → every GC-tracked object the walk from the other roots did
 not reach (reference cycles awaiting collection, objects only C code holds...). Synthetic nodes take
@@ -15,28 +15,25 @@ import time
 from array import array
 from itertools import compress, repeat
 from operator import not_
-from typing import TYPE_CHECKING
 
-from opsconsole.diagnostics import census
-from opsconsole.diagnostics import heapsnapshot_names as hn
 from opsconsole.diagnostics.budget import Budget
-from opsconsole.diagnostics.heapsnapshot_edges import edge_labels, element_labels, label
-from opsconsole.diagnostics.heapsnapshot_ids import NODE_FIELDS
-from opsconsole.diagnostics.refchain_labels import namespace
-from opsconsole.diagnostics.refchain_roots import RootSet
+from opsconsole.diagnostics.heapsnapshot import names as hn
+from opsconsole.diagnostics.heapsnapshot.ids import NODE_FIELDS
+from opsconsole.diagnostics.heapsnapshot.labels import edge_labels, element_labels, node_label
+from opsconsole.diagnostics.heapsnapshot.state import REFS_STEP, WalkState
+from opsconsole.diagnostics.objects import census
+from opsconsole.diagnostics.objects.introspection import namespace
+from opsconsole.diagnostics.objects.roots import RootSet
 
-if TYPE_CHECKING:
-    from opsconsole.diagnostics.heapsnapshot_walk import _Walk
-
-Edges = tuple["array[int]", "array[int]"]  # (label, to_node = ordinal × 7): see ``heapsnapshot_edges``
+EdgeArrays = tuple["array[int]", "array[int]"]  # (label, to_node = ordinal × 7): see ``state``
 
 
-class Roots:
+class SyntheticRoots:
     """Synthetic nodes by number: 0 the root, 1 "(modules)", 2 "(threads)", 3.. one per frame, then
     "(other roots)" and "(gc objects)"."""
 
-    def __init__(self, walk: _Walk, root_set: RootSet, max_frames: int) -> None:
-        self.walk = walk
+    def __init__(self, st: WalkState, root_set: RootSet, max_frames: int) -> None:
+        self.st = st
         self.root_set = root_set
         self.frames = root_set.frames[:max_frames]
         self.count = 5 + len(self.frames)
@@ -51,37 +48,37 @@ class Roots:
         self.own_ids.update(id(x) for pair in root_set.frames for x in (pair, pair[1]))
         self.own_ids.update(map(id, root_set.modules))
 
-    def seed(self) -> Edges:
+    def seed(self) -> EdgeArrays:
         """The synthetic nodes and their edges (all but "(gc objects)"'s), numbering what they point at."""
-        w, add = self.walk, self.walk.strings.add
+        st, add = self.st, self.st.strings.add
         f = len(self.frames)
         other, gc_node = 3 + f, 4 + f
         labels = [
             "",
             "(modules)",
             "(threads)",
-            *(label for label, _ in self.frames),
+            *(name for name, _ in self.frames),
             "(other roots)",
             "(gc objects)",
         ]
-        w.node_label.extend(map(label, map(add, labels), repeat(hn.N_SYNTHETIC)))
-        w.node_size.extend(repeat(0, self.count))
-        w.node_edges.extend(repeat(0, self.count))
-        edges: Edges = (array("I"), array("I"))
+        st.node_label.extend(map(node_label, map(add, labels), repeat(hn.N_SYNTHETIC)))
+        st.node_size.extend(repeat(0, self.count))
+        st.node_edges.extend(repeat(0, self.count))
+        edges: EdgeArrays = (array("I"), array("I"))
 
         def link(node: int, targets: list[object], etype: int, names: list[int]) -> list[int]:
             indexes: list[int] = []  # node indexes (ordinal × 7)
-            for start in range(0, len(targets), 10_000):
-                indexes.extend(w.ords.lookup(targets[start : start + 10_000]))
+            for start in range(0, len(targets), REFS_STEP):
+                indexes.extend(st.ords.lookup(targets[start : start + REFS_STEP]))
             edges[0].extend(edge_labels(names, etype))
             edges[1].extend(indexes)
-            w.node_edges[node] = len(targets)
+            st.node_edges[node] = len(targets)
             return indexes
 
         link_to_synthetic = [n * NODE_FIELDS for n in (1, 2, other, gc_node)]
         edges[0].extend(element_labels(0, 4))
         edges[1].extend(link_to_synthetic)
-        w.node_edges[0] = 4
+        st.node_edges[0] = 4
         names: list[int] = []
         mods: list[object] = []
         for name, ns in self.root_set.modules:
@@ -91,36 +88,36 @@ class Roots:
         for module, index in zip(mods, link(1, mods, hn.E_PROPERTY, names), strict=True):
             globals_ = namespace(module)
             if globals_ is not None:
-                w.ords.alias(globals_, index)  # before anything else can reach the namespace on its own
+                st.ords.alias(globals_, index)  # before anything else can reach the namespace on its own
         edges[0].extend(element_labels(0, f))
         edges[1].extend(range(3 * NODE_FIELDS, (3 + f) * NODE_FIELDS, NODE_FIELDS))
-        w.node_edges[2] = f
+        st.node_edges[2] = f
         for i, (_, local_vars) in enumerate(self.frames):
             keys = [k if isinstance(k, str) else repr(k) for k in local_vars]
             link(3 + i, list(local_vars.values()), hn.E_PROPERTY, [add(k) for k in keys])
         extra = self.root_set.extra
-        link(other, [obj for _, obj in extra], hn.E_PROPERTY, [add(label) for label, _ in extra])
+        link(other, [obj for _, obj in extra], hn.E_PROPERTY, [add(name) for name, _ in extra])
         return edges
 
-    def gc_pass(self, edges: Edges, own: set[int], budget: Budget) -> None:
+    def gc_pass(self, edges: EdgeArrays, own: set[int], budget: Budget) -> None:
         """Number every GC-tracked object not reached yet and link it under "(gc objects)" (the last
-        synthetic node, so its edges come last among theirs). ``gc.get_objects()`` is one C call (~40 ms
-        for a million objects); the list is then consumed from its end a batch at a time."""
-        w = self.walk
-        start = w.ords.count
+        synthetic node, so its edges come last among theirs). ``gc.get_objects()`` is one C call that
+        holds the GIL throughout; the list is then consumed from its end a batch at a time."""
+        st = self.st
+        start = st.ords.count
         with census.every_object() as objs:
             own.add(id(objs))
             budget.charge(len(objs) * 8)  # the list, while it is consumed
             while objs:
                 time.sleep(0)  # first of all: the host's threads waited through get_objects()
-                part = objs[-10_000:]
-                del objs[-10_000:]
-                fresh = w.ords.unseen(part)  # most were reached from the roots: only the rest are sifted
+                part = objs[-REFS_STEP:]
+                del objs[-REFS_STEP:]
+                fresh = st.ords.unseen(part)  # most were reached from the roots: only the rest are sifted
                 if fresh:
-                    w.ords.lookup(list(compress(fresh, map(not_, map(own.__contains__, map(id, fresh))))))
+                    st.ords.lookup(list(compress(fresh, map(not_, map(own.__contains__, map(id, fresh))))))
                 del part
                 budget.charge(0)  # the numbering grows the tables: measured now and then
-        found = w.ords.count - start
+        found = st.ords.count - start
         edges[0].extend(element_labels(0, found))
         edges[1].extend(range(start * NODE_FIELDS, (start + found) * NODE_FIELDS, NODE_FIELDS))
-        w.node_edges[self.count - 1] = found
+        st.node_edges[self.count - 1] = found

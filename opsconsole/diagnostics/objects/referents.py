@@ -4,8 +4,8 @@ CPython 3.12 (and 3.13 before its second release candidate) traverses the ``_asy
 free list of ``FutureIter`` objects when asked for the module's referents (CPython gh-122695).
 Those are freed objects: ``gc.get_referents`` hands them out with a reference, dropping it frees
 them a second time, and the free list can become a cycle; the next ``gc.get_referents`` of the
-module then appends to its result without end, in one C call nothing can interrupt (a reference
-search grew a process past 24 GB that way). No walk here ever asks for the referents of such a
+module then appends to its result without end, in one C call nothing can interrupt, until the
+process runs out of memory. No walk here ever asks for the referents of such a
 module: on those versions a module's referents are read as its namespace dict, which is what
 every walk follows anyway (the C state of a module is also reachable through its globals).
 

@@ -2,8 +2,8 @@
 
 A heap snapshot needs two numbers per object: the node **ordinal** (its position in ``nodes``, which
 every edge's ``to_node`` refers to) and a node **id** that stays the same for the same object in the
-next snapshot. A dict from ``id(obj)`` to an ordinal would cost ~110 bytes per object (entry, key int,
-value int); here both come from the object's address instead:
+next snapshot. A dict from ``id(obj)`` to an ordinal would cost a dict entry and two int objects per
+object; here both come from the object's address instead:
 
 * Every Python object is at least 16 bytes, so ``address >> 4`` is unique among live objects. The
   address space is cut into 1 MiB pages; a page gets a small number the first time any export sees it
@@ -11,7 +11,7 @@ value int); here both come from the object's address instead:
   therefore stable while the object lives, unique, below 2**32 and at least 65536 (smaller ids are the
   synthetic nodes'; memlab treats ids 0 and 1 as roots).
 * The node index of each object seen so far (ordinal × 7: what an edge's ``to_node`` holds, so
-  edges need no multiplication) is in an ``AddressTable`` (see ``heapsnapshot_table``): one uint32
+  edges need no multiplication) is in an ``AddressTable`` (see ``address_table``): one uint32
   per 32 bytes of address space, 0 for an object not seen yet. Two objects less than 32 bytes apart
   need a 16-byte one among them: pymalloc keeps those in pools of their own, so they only neighbour
   each other, and the few static ones (``None``...) are marked in advance. Such a slot holds
@@ -35,7 +35,7 @@ from itertools import compress, repeat
 from operator import add, is_, not_, rshift
 from typing import Any
 
-from opsconsole.diagnostics.heapsnapshot_table import SHARED, AddressTable
+from opsconsole.diagnostics.heapsnapshot.address_table import SHARED, AddressTable
 from opsconsole.errors import DiagnosticsError
 
 PAGE_SHIFT = 20  # 1 MiB of address space per page (node ids)
@@ -113,7 +113,7 @@ class Ordinals:
         """What the table holds for each key (0, SHARED or a node index)."""
         try:
             return list(map(self.table.get, keys))
-        except IndexError:  # only on an address space wider than the table (see heapsnapshot_table)
+        except IndexError:  # only on an address space wider than the table (see ``address_table``)
             raise DiagnosticsError("an object lies outside the address range the id table covers") from None
 
     def lookup(self, objs: list[object]) -> list[int]:

@@ -10,96 +10,29 @@ from __future__ import annotations
 
 import sys
 import types
-from typing import Any
 
-from opsconsole.diagnostics.builtin_attrs import BUILTIN_ATTRS, builtin_attr
-from opsconsole.diagnostics.census import type_name
+from opsconsole.diagnostics.objects.census import type_name
+from opsconsole.diagnostics.objects.introspection import (
+    BUILTIN_ATTRS,
+    MISSING,
+    TYPE_DICT,
+    TYPE_DICTOFFSET,
+    TYPE_MRO,
+    attribute_names,
+    builtin_attr,
+    instance_value,
+    namespace,
+)
 
-# Descriptors of CPython's own types, called directly so that reading a module's or a class's
-# namespace never runs a module subclass's or a metaclass's code.
-_MODULE_DICT: Any = vars(types.ModuleType)["__dict__"]
-TYPE_DICT: Any = vars(type)["__dict__"]
-_TYPE_MRO: Any = vars(type)["__mro__"]
-_TYPE_DICTOFFSET: Any = vars(type)["__dictoffset__"]
-_MISSING = object()
-
-# Descriptor types whose __get__ is CPython's own (reading them runs no host code).
-_PLAIN_GET = (types.FunctionType, staticmethod, classmethod, types.BuiltinFunctionType)
 _SIMPLE_KEYS = (str, bytes, int, float, bool, type(None))
 _SIZED = (str, bytes, bytearray, list, tuple, dict, set, frozenset)
 _RUNNING = (types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType)
 _EXC_ATTRS = ("args", "__traceback__", "__context__", "__cause__")
 
 
-def namespace(module: object) -> dict[str, object] | None:
-    """A module's globals, or None for other objects (cffi's ``Lib`` passes isinstance but has none)."""
-    if not isinstance(module, types.ModuleType):
-        return None
-    try:
-        ns = _MODULE_DICT.__get__(module, types.ModuleType)
-    except TypeError:
-        return None
-    return ns if isinstance(ns, dict) else None
-
-
-def _class_attr(cls: type, name: str) -> object:
-    for klass in _TYPE_MRO.__get__(cls, type):
-        ns = TYPE_DICT.__get__(klass, type)
-        if name in ns:
-            return ns[name]
-    return _MISSING
-
-
-def _codes(value: object) -> list[types.CodeType]:
-    if isinstance(value, staticmethod | classmethod):
-        value = value.__func__
-    funcs = [value.fget, value.fset, value.fdel] if isinstance(value, property) else [value]
-    todo = [f.__code__ for f in funcs if isinstance(f, types.FunctionType)]
-    codes = []
-    while todo:  # nested functions, lambdas and comprehensions store attributes too
-        code = todo.pop()
-        codes.append(code)
-        todo.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
-    return codes
-
-
-def _attribute_names(cls: type) -> list[str]:
-    """Names an instance may hold: annotations and every attribute name the class's methods use.
-    Reading the instance's own dict would materialise it on 3.11 (+ a dict per instance)."""
-    names: dict[str, None] = {}
-    for klass in _TYPE_MRO.__get__(cls, type):
-        if klass is object:
-            continue
-        ns = TYPE_DICT.__get__(klass, type)
-        annotations = ns.get("__annotations__")
-        if isinstance(annotations, dict):
-            names.update(dict.fromkeys(k for k in annotations if isinstance(k, str)))
-        for value in list(ns.values()):
-            for code in _codes(value):
-                names.update(dict.fromkeys(code.co_names))
-    return list(names)
-
-
-def _instance_value(obj: object, name: str) -> object:
-    """The instance's own attribute ``name``, or _MISSING; never runs host code (properties, custom
-    descriptors and ``__getattr__`` are left alone) and reads inline values without a dict."""
-    attr = _class_attr(type(obj), name)
-    if attr is not _MISSING:
-        kind = type(attr)
-        if _class_attr(kind, "__set__") is not _MISSING or _class_attr(kind, "__delete__") is not _MISSING:
-            return _MISSING
-        if _class_attr(kind, "__get__") is not _MISSING and not isinstance(attr, _PLAIN_GET):
-            return _MISSING
-    try:
-        value = object.__getattribute__(obj, name)
-    except Exception:
-        return _MISSING
-    return _MISSING if value is attr else value
-
-
 def _slot_or_attribute(obj: object, child: object) -> str | None:
     cls = type(obj)
-    for klass in _TYPE_MRO.__get__(cls, type):
+    for klass in TYPE_MRO.__get__(cls, type):
         for key, attr in list(TYPE_DICT.__get__(klass, type).items()):
             if type(attr) is types.MemberDescriptorType:
                 try:
@@ -107,8 +40,8 @@ def _slot_or_attribute(obj: object, child: object) -> str | None:
                         return f".{key}"
                 except AttributeError:  # an empty slot
                     continue
-    for name in _attribute_names(cls):
-        if _instance_value(obj, name) is child:
+    for name in attribute_names(cls):
+        if instance_value(obj, name) is child:
             return f".{name}"
     return None
 
@@ -122,20 +55,20 @@ def _is_namespace(parent: object, child: object) -> bool:
     items = list(child.items())
     if isinstance(parent, type):
         ns = TYPE_DICT.__get__(parent, type)
-        return len(ns) == len(items) and all(ns.get(k, _MISSING) is v for k, v in items)
-    if _TYPE_DICTOFFSET.__get__(type(parent), type) == 0 or _slot_or_attribute(parent, child) is not None:
+        return len(ns) == len(items) and all(ns.get(k, MISSING) is v for k, v in items)
+    if TYPE_DICTOFFSET.__get__(type(parent), type) == 0 or _slot_or_attribute(parent, child) is not None:
         return False
     # A materialised instance dict: every key reads back (inline lookup, no new dict) as its value.
     if not items or not all(isinstance(k, str) for k, _ in items):
         return False
-    return all(_instance_value(parent, k) is v for k, v in items)
+    return all(instance_value(parent, k) is v for k, v in items)
 
 
 def dict_key(d: dict[object, object], child: object) -> object:
     for key, value in list(dict.items(d)):
         if value is child:
             return key
-    return _MISSING
+    return MISSING
 
 
 def _plain(key: object) -> bool:
@@ -145,7 +78,7 @@ def _plain(key: object) -> bool:
     return type(key) in _SIMPLE_KEYS
 
 
-def key_label(key: object) -> str:
+def dict_key_label(key: object) -> str:
     if _plain(key):
         text = repr(key)
         return f"[{text[:77]}...]" if len(text) > 80 else f"[{text}]"
@@ -164,8 +97,8 @@ def _frame_local(frame: object, child: object) -> str | None:
 def _container_label(parent: object, child: object) -> str | None:
     if isinstance(parent, dict):
         key = dict_key(parent, child)
-        if key is not _MISSING:
-            return key_label(key)
+        if key is not MISSING:
+            return dict_key_label(key)
         if any(k is child for k in list(dict.keys(parent))):
             return f"key {type_name(type(child))}"
     elif isinstance(parent, list | tuple):
@@ -198,7 +131,7 @@ def _builtin_attr_label(parent: object, child: object) -> str | None:
     return _frame_local(parent, child)
 
 
-def edge_label(parent: object, child: object) -> str:
+def link_label(parent: object, child: object) -> str:
     """How ``parent`` refers to ``child``, for humans: [key], [i], .attr, local x, ..."""
     found = _container_label(parent, child)
     if found is None and _is_namespace(parent, child):

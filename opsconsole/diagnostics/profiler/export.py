@@ -1,4 +1,4 @@
-"""Exports of a ``Profile`` for flame graph tools. Pure functions; any thread.
+"""Exports of a ``CpuProfile`` for flame graph tools. Pure functions; any thread.
 
 * ``collapsed``: Brendan Gregg's folded stacks, one ``thread;root;...;leaf COUNT`` line per
   distinct stack, as flamegraph.pl, inferno and speedscope read them.
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     # Only for annotations: ``profiler`` re-exports these functions, so a runtime import
     # back would be a cycle.
-    from opsconsole.diagnostics.profiler import Profile, ProfileFrame
+    from opsconsole.diagnostics.profiler.sampler import CpuProfile, ProfileFrame
 
 SPEEDSCOPE_SCHEMA = "https://www.speedscope.app/file-format-schema.json"
 
@@ -36,7 +36,7 @@ def _folded(text: str) -> str:
     return text.replace(";", ",").replace("\r", " ").replace("\n", " ")
 
 
-def collapsed(profile: Profile) -> str:
+def collapsed(profile: CpuProfile) -> str:
     """Folded stacks, root first, sorted; counts of stacks that fold to the same line are added."""
     labels = [_folded(frame_label(f)) for f in profile.frames]
     lines: dict[str, int] = {}
@@ -55,7 +55,7 @@ def _exporter() -> str:
         return "opsconsole"
 
 
-def speedscope(profile: Profile) -> dict[str, Any]:
+def speedscope(profile: CpuProfile) -> dict[str, Any]:
     """A speedscope file (https://www.speedscope.app/file-format-schema.json) as a JSON-able dict.
 
     One ``sampled`` profile per thread, in seconds: each distinct stack is one sample whose

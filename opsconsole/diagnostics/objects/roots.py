@@ -15,8 +15,8 @@ import types
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from opsconsole.diagnostics import census
-from opsconsole.diagnostics.refchain_labels import namespace
+from opsconsole.diagnostics.objects import census
+from opsconsole.diagnostics.objects.introspection import namespace
 
 
 @dataclass(slots=True)

@@ -24,7 +24,7 @@ from itertools import chain, compress, islice, repeat
 from operator import is_
 
 from opsconsole.diagnostics.budget import Budget
-from opsconsole.diagnostics.referents import referents as guarded_referents
+from opsconsole.diagnostics.objects.referents import referents as guarded_referents
 
 STEP = 1_000  # objects per gc.get_referents call: well under a millisecond of C work
 REFS_STEP = 10_000  # referents handled per batch of C calls (each a few ms at most)
@@ -41,9 +41,9 @@ class Seen:
     """Visited ids. Two choices keep host pauses short:
 
     * shards of at most ``SEEN_CAP`` ids: one table of millions would be rehashed in one long C call
-      each time it grows (2.5M entries: ~150 ms);
+      each time it grows;
     * dicts of int → None, not sets: CPython never GC-tracks such a dict, while a set is always
-      tracked and every young collection would scan its whole table (~20 ms for 200k ids).
+      tracked and every young collection would scan its whole table.
     """
 
     __slots__ = ("shards",)
@@ -74,9 +74,9 @@ class Seen:
 
 # A level is a list of small batches (lists of at most BATCH objects). The walk keeps a few million
 # references and creates few other containers, so CPython's young collections come rarely and each
-# one traverses every container kept since the last: with big batches that was over a million
-# references (40 ms) in one pause. With BATCH-sized lists a young collection sees ~700 × BATCH
-# references and the next generation ~10 times that: a few milliseconds each.
+# one traverses every container kept since the last: big batches would put over a million
+# references in one pause. With BATCH-sized lists a young collection sees a few hundred batches'
+# references and the next generation about ten times that: short pauses each.
 Level = list[list[object]]
 
 

@@ -1,10 +1,10 @@
 """tracemalloc on and off, and how much it sees.
 
-Tracing is off until an operator turns it on: at 1 frame it makes allocation-heavy code
-5–8× slower, at 25 frames 15–47×, so the frame count is explicit and capped. ``start`` is
-cheap. ``stop`` frees every trace in one C call holding the GIL (~170 ms at 1.7 M traces),
-and ``status`` with ``top > 0`` takes a snapshot (about a second, GIL held, at that size):
-both belong on the console's dump worker thread, not the IO loop.
+Tracing is off until an operator turns it on: it makes allocation-heavy code several times
+slower, more so the more frames it keeps, so the frame count is explicit and capped. ``start``
+is cheap. ``stop`` frees every trace in one C call holding the GIL, and ``status`` with
+``top > 0`` takes a snapshot (GIL held throughout): on a big trace count both take long enough
+to belong on the console's dump worker thread, not the IO loop.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from opsconsole import log
-from opsconsole.diagnostics import heapdiff
-from opsconsole.diagnostics.heapdiff import KeyType, Site
+from opsconsole.diagnostics.allocations import diff
+from opsconsole.diagnostics.allocations.diff import KeyType, Site
 from opsconsole.errors import InvalidRequestError, StateError
 
 _log = log.get("diagnostics.heap")
-MAX_FRAMES = 64
+MAX_TRACEBACK_FRAMES = 64  # the most frames tracemalloc may keep per allocation (``start(frames)``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +43,10 @@ def start(frames: int = 1) -> HeapStatus:
     Already tracing with that frame count: nothing happens. With another count: StateError,
     because tracemalloc.start would silently change it — stop first, which drops the traces.
     """
-    if isinstance(frames, bool) or not isinstance(frames, int) or not 1 <= frames <= MAX_FRAMES:
-        raise InvalidRequestError(f"frames must be an integer from 1 to {MAX_FRAMES}, not {frames!r}")
+    if isinstance(frames, bool) or not isinstance(frames, int) or not 1 <= frames <= MAX_TRACEBACK_FRAMES:
+        raise InvalidRequestError(
+            f"frames must be an integer from 1 to {MAX_TRACEBACK_FRAMES}, not {frames!r}"
+        )
     if tracemalloc.is_tracing():
         current = tracemalloc.get_traceback_limit()
         if current != frames:
@@ -69,18 +71,18 @@ def status(
     top: int = 10,
     *,
     group_by: str = "lineno",
-    exclude_prefixes: Collection[str] = heapdiff.DEFAULT_EXCLUDE_PREFIXES,
-    exclude_files: Collection[str] = heapdiff.DEFAULT_EXCLUDE_FILES,
+    exclude_prefixes: Collection[str] = diff.DEFAULT_EXCLUDE_PREFIXES,
+    exclude_files: Collection[str] = diff.DEFAULT_EXCLUDE_FILES,
 ) -> HeapStatus:
     """Counters, and with ``top > 0`` while tracing the ``top`` largest allocation sites.
 
-    The sites come from a fresh snapshot grouped with heapdiff (not Snapshot.statistics,
-    which is 30–80× slower under tracing); the console's own and tracemalloc's allocations are
+    The sites come from a fresh snapshot grouped by ``diff`` (not Snapshot.statistics,
+    which is many times slower under tracing); the console's own and tracemalloc's allocations are
     left out (the defaults: opsconsole minus its host-side demo, and tracemalloc.py).
     ``top=0`` takes no snapshot and is cheap.
     """
-    key = heapdiff.check_key(group_by)
-    heapdiff.check_top(top, minimum=0)
+    key = diff.check_key(group_by)
+    diff.check_top(top, minimum=0)
     tracing = tracemalloc.is_tracing()
     # Read the counters before the snapshot: taking one allocates a lot, which would show
     # up as a new peak.
@@ -96,11 +98,9 @@ def status(
             snapshot = tracemalloc.take_snapshot()
         except RuntimeError as exc:  # stopped by another thread in between
             raise StateError("tracemalloc stopped while the snapshot was taken") from exc
-        grouped = heapdiff.group(
-            snapshot, key, exclude_files=exclude_files, exclude_prefixes=exclude_prefixes
-        )
+        grouped = diff.group(snapshot, key, exclude_files=exclude_files, exclude_prefixes=exclude_prefixes)
         del snapshot  # the largest object here; free it before building the rows
         seconds = time.perf_counter() - t0
-        sites = heapdiff.top_sites(grouped, top)
+        sites = diff.top_sites(grouped, top)
         traces, excluded = grouped.traces + grouped.excluded_traces, grouped.excluded_traces
     return HeapStatus(tracing, frames, current, peak, own, key, traces, excluded, seconds, sites)

@@ -1,6 +1,6 @@
 """The live Python heap as a Chrome DevTools / V8 ``.heapsnapshot``, streamed.
 
-``HeapSnapshot`` walks the heap (``heapsnapshot_walk``) when iteration starts, then yields the JSON
+``HeapSnapshot`` walks the heap (``walk``) when iteration starts, then yields the JSON
 document in chunks of bytes: the transport writes each one out, and the document never exists whole
 in memory. The walk keeps a few flat arrays (16 bytes per node plus 8 per edge) and its id
 tables; the text is made from them a slice at a time.
@@ -31,9 +31,9 @@ from typing import Literal, TypeVar
 
 from opsconsole import private_files
 from opsconsole.diagnostics.budget import DEFAULT_LIMIT
-from opsconsole.diagnostics.heapsnapshot_edges import EDGE_SHIFT
-from opsconsole.diagnostics.heapsnapshot_names import EDGE_TYPES, NODE_TYPES, string_literals
-from opsconsole.diagnostics.heapsnapshot_walk import Graph, walk
+from opsconsole.diagnostics.heapsnapshot.labels import EDGE_SHIFT, NODE_SHIFT
+from opsconsole.diagnostics.heapsnapshot.names import EDGE_TYPES, NODE_TYPES, string_literals
+from opsconsole.diagnostics.heapsnapshot.walk import Graph, walk
 
 NODE_FIELDS = ("type", "name", "id", "self_size", "edge_count", "trace_node_id", "detachedness")
 EDGE_FIELDS = ("type", "name_or_index", "to_node")
@@ -45,7 +45,7 @@ _Key = TypeVar("_Key", int, tuple[int, int, int])
 PIECES = 1 << 16  # row pieces cached at most, per array (a few MB)
 RECENT = 16  # chunk formats kept, per array (a format and its key: under 100 KB)
 # The text is bytes throughout: bytes ``%`` finds the literal runs with memchr and writes each int
-# straight into its buffer, about 20 ns a row less than str ``%``, and there is nothing to encode.
+# straight into its buffer, faster than str ``%``, and there is nothing to encode.
 # Rows whose labels are not cached, by type: the type is in the format, the rest are arguments.
 _NODE_FULL = tuple(b",%d,%%d,%%d,%%d,%%d,0,0" % t for t in range(16))  # name, id, self_size, edge_count
 _EDGE_FULL = tuple(b",%d,%%d,%%d" % t for t in range(1 << EDGE_SHIFT))  # name_or_index, to_node
@@ -136,7 +136,7 @@ def _meta(graph: Graph) -> str:
 
 def _node_piece(key: tuple[int, int, int]) -> bytes:
     label, size, edge_count = key
-    return b",%d,%d,%%d,%d,%d,0,0" % (label & 15, label >> 4, size, edge_count)
+    return b",%d,%d,%%d,%d,%d,0,0" % (label & ((1 << NODE_SHIFT) - 1), label >> NODE_SHIFT, size, edge_count)
 
 
 def _edge_piece(label: int) -> bytes:
@@ -168,8 +168,8 @@ def _format(
 def _recent(recent: dict[bytes, bytes], key: bytes, make: Callable[[], bytes | None]) -> bytes | None:
     """A chunk's format, kept while it recurs. Each batch of new objects is numbered grouped by class,
     so a long run of one kind of object (or of its edges) gives the same chunk again and again, in as
-    many phases as the run's period: a hit skips the per-row lookups (about 100 ns a node row, 60 an
-    edge row) for the hash of the chunk's key bytes (a few ns a row). The oldest goes first."""
+    many phases as the run's period: a hit trades the per-row lookups for one hash of the chunk's key
+    bytes. The oldest goes first."""
     fmt = recent.get(key)
     if fmt is None and (fmt := make()) is not None:
         if len(recent) >= RECENT:

@@ -21,9 +21,14 @@ from itertools import repeat
 from operator import add, mul
 from typing import Any
 
-from opsconsole.diagnostics.builtin_attrs import BUILTIN_ATTRS
-from opsconsole.diagnostics.census import shallow_sizes, type_name
-from opsconsole.diagnostics.refchain_labels import _MISSING, _attribute_names, _class_attr, namespace
+from opsconsole.diagnostics.objects.census import shallow_sizes, type_name
+from opsconsole.diagnostics.objects.introspection import (
+    BUILTIN_ATTRS,
+    MISSING,
+    attribute_names,
+    class_attr,
+    namespace,
+)
 
 NODE_TYPES = (
     "hidden",
@@ -97,7 +102,7 @@ def shown(obj: Any, kind: type) -> str:
     """A str/bytes node's name (or a str key's edge name) in full: the first MAX_TEXT, and how much more.
 
     Bounded because the name is held in the strings table until the export ends, and a repr
-    is up to four times the bytes: one 100 MB buffer would have cost the host 400 MB.
+    is up to four times the bytes of the object it names.
     """
     if kind is str:
         head = obj if len(obj) <= MAX_TEXT else obj[:MAX_TEXT]
@@ -118,7 +123,7 @@ def redacted_name(kind: type) -> str:
     return "(" + kind.__name__.replace("%", "%%") + ", %d bytes)"
 
 
-def key_label(key: Any) -> str:
+def key_edge_name(key: Any) -> str:
     """An edge name for a dict value under a key that is not a str: CPython's own repr of numbers."""
     kind = type(key)
     if (kind is int and key.bit_length() <= 64) or kind is bool or kind is float or key is None:
@@ -204,21 +209,21 @@ class Kind:
             self.node_type, by_class = N_OBJECT, True
         self.name = strings.add(type_name(kind)) if by_class else -1
         # Every object of the class has the same size (object's own __sizeof__, no items): measured
-        # once per group instead of once per object (sys.getsizeof is ~200 ns an object).
+        # once per group instead of once per object (``sys.getsizeof`` is a Python-level call each).
         self.fixed_size = (
             _ITEMSIZE.__get__(kind, type) == 0
             and not issubclass(kind, type)
-            and _class_attr(kind, "__sizeof__") is _OBJECT_SIZEOF
+            and class_attr(kind, "__sizeof__") is _OBJECT_SIZEOF
         )
 
 
-def instance_value(obj: object, name: str) -> object:
+def candidate_value(obj: object, name: str) -> object:
     """An instance's attribute through ``object.__getattribute__`` (no host ``__getattr__``); the names
     come from ``attribute_candidates``, which leaves out properties and custom descriptors."""
     try:
         return object.__getattribute__(obj, name)
     except Exception:
-        return _MISSING
+        return MISSING
 
 
 def edge_type(name: str) -> int:
@@ -239,8 +244,8 @@ def learn_layout(kind: type, info: Kind, obj: object, refs: list[object]) -> lis
         return None
     holders: dict[int, list[str]] = {}
     for name in candidates(kind, info):
-        value = instance_value(obj, name)
-        if value is not _MISSING:
+        value = candidate_value(obj, name)
+        if value is not MISSING:
             holders.setdefault(id(value), []).append(name)
     names = []
     for ref in refs[:-1]:
@@ -257,13 +262,13 @@ def attribute_candidates(cls: type) -> list[str]:
     """Names an instance of ``cls`` may hold (annotations, names its methods use) whose class attribute,
     if any, is a plain value or a CPython function: reading them never runs host code."""
     safe = []
-    for name in _attribute_names(cls):
-        attr = _class_attr(cls, name)
+    for name in attribute_names(cls):
+        attr = class_attr(cls, name)
         if (
-            attr is _MISSING
+            attr is MISSING
             or isinstance(attr, types.FunctionType | staticmethod | classmethod)
             or not any(
-                _class_attr(type(attr), hook) is not _MISSING for hook in ("__get__", "__set__", "__delete__")
+                class_attr(type(attr), hook) is not MISSING for hook in ("__get__", "__set__", "__delete__")
             )
         ):
             safe.append(name)

@@ -1,6 +1,6 @@
 """The address table behind ``.heapsnapshot`` ordinals: what the export holds for each object address.
 
-A lookup is the hot step of an export (one per reference: ~5 million for a heap of a million objects),
+A lookup is the hot step of an export (one per reference: several per object on a typical heap),
 so it is as few C-level steps as possible: ``id(obj) >> 5`` indexes one flat uint32 table, a
 ``memoryview`` over an anonymous mapping that covers the **whole** user address space, one slot per
 32 bytes (16 TiB of address space reserved on x86-64, 32 TiB on arm64). Only the pages of the table
@@ -14,7 +14,7 @@ Where the kernel refuses such a reservation (``vm.overcommit_memory=2``, a ``uli
 whose address space is not known here), the table is a dict by address instead: the same answers,
 about 100 bytes more per object while an export runs.
 
-A slot holds 0 (no object seen), a node index, or ``SHARED`` (see ``heapsnapshot_ids``). Runs on the
+A slot holds 0 (no object seen), a node index, or ``SHARED`` (see ``ids``). Runs on the
 thread doing the export.
 """
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from opsconsole.diagnostics import trend
+from opsconsole.diagnostics.leaks import trend
 
 Verdict = Literal["leak", "no_leak", "insufficient_data"]
 MIN_RISE_OBJECTS = 32  # fewer extra objects over the whole window is not a leak worth a page

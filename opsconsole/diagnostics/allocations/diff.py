@@ -3,7 +3,7 @@
 ``Snapshot.statistics`` and ``Snapshot.compare_to`` build a ``Traceback`` and a
 ``Statistic`` object per group and bump Python-level attributes once per trace. With
 tracemalloc tracing — it must be, for there to be snapshots — every one of those
-allocations is itself traced, so on 1.5–3 M traces they take 7–14 s. Here one pass over
+allocations is itself traced, so on millions of traces they take seconds. Here one pass over
 the raw trace tuples appends each size to a list per traceback object (no new object per
 trace: the sizes are the ints the snapshot already holds), and everything else — the
 exclusion test, the group key, the sums — runs once per *distinct* traceback, of which
@@ -34,7 +34,8 @@ KEY_TYPES: tuple[KeyType, ...] = ("lineno", "traceback")
 MAX_TOP = 1000
 
 _UNKNOWN: RawFrame = ("<unknown>", 0)
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# opsconsole/ itself: this file is opsconsole/diagnostics/allocations/diff.py
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Host-side programs shipped in the package (the demo app) are the host, not the console.
 _HOST_SIDE = frozenset({"host"})
 

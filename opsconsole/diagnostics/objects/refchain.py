@@ -6,18 +6,18 @@ keeps running, and the GIL changes hands only between bytecodes, so no single C 
 a level is walked in chunks of ``STEP`` objects and their referents in batches of ``REFS_STEP``, each
 a handful of C calls (referents, id map, set difference) instead of a Python loop per object. Big
 builtin containers are read a slice at a time, the visited ids live in bounded, untracked shards and
-everything is released a batch at a time (see ``refchain_walk``). No parent map is kept during the
+everything is released a batch at a time (see ``refchain_search``). No parent map is kept during the
 walk (a Python step per edge): each level's objects are kept instead, and once the target is found
 the chain is traced back through the levels, one more pass over at most those. The steps of that
 chain are labelled and summarised without running host code (see ``refchain_labels``).
 
-Roots, in this order: module globals (``sys.modules``), the local variables of every other thread's
-frames, and ``Roots.extra`` (e.g. the app's event loops). CPython 3.11 reports nothing through
+SearchRoots, in this order: module globals (``sys.modules``), the local variables of every other thread's
+frames, and ``SearchRoots.extra`` (e.g. the app's event loops). CPython 3.11 reports nothing through
 ``gc.get_referents`` for a frame that is executing, so a thread's locals can only be read with
 ``frame.f_locals``, copied once per frame. Up to 3.12 that (re)fills a snapshot dict kept on a
 function frame until it returns — the same thing a debugger or ``traceback`` with locals does; from
 3.13 on (PEP 667) it is a write-through proxy over the frame, and the copy leaves nothing on it.
-``Roots(threads=False)`` leaves thread frames out when that matters.
+``SearchRoots(threads=False)`` leaves thread frames out when that matters.
 
 The heap changes while we walk. The result is best effort: an object created during the walk may be
 missed, and if a link on the found chain is cut before it is traced back the answer is
@@ -37,20 +37,18 @@ import types
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from opsconsole.diagnostics import census
 from opsconsole.diagnostics.budget import DEFAULT_LIMIT, Budget
-from opsconsole.diagnostics.census import type_name
-from opsconsole.diagnostics.refchain_labels import (
-    TYPE_DICT,
+from opsconsole.diagnostics.objects import census
+from opsconsole.diagnostics.objects.census import type_name
+from opsconsole.diagnostics.objects.introspection import TYPE_DICT, namespace
+from opsconsole.diagnostics.objects.refchain_labels import (
     dict_key,
-    edge_label,
-    key_label,
-    namespace,
+    dict_key_label,
+    link_label,
     object_size,
     summary,
 )
-from opsconsole.diagnostics.refchain_roots import gather_roots
-from opsconsole.diagnostics.refchain_walk import (
+from opsconsole.diagnostics.objects.refchain_search import (
     BATCH,
     REFS_STEP,
     SEEN_CAP,
@@ -63,15 +61,16 @@ from opsconsole.diagnostics.refchain_walk import (
     release,
     walk,
 )
+from opsconsole.diagnostics.objects.roots import gather_roots
 from opsconsole.errors import InvalidRequestError, NotFoundError
 
-__all__ = ["BATCH", "REFS_STEP", "SEEN_CAP", "STEP", "RefChain", "RefStep", "Roots", "refchain"]
+__all__ = ["BATCH", "REFS_STEP", "SEEN_CAP", "STEP", "RefChain", "RefStep", "SearchRoots", "refchain"]
 
 _TYPE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.<>]{0,255}")
 
 
 @dataclass(frozen=True, slots=True)
-class Roots:
+class SearchRoots:
     """Where the search starts. ``modules=None`` means every module in ``sys.modules``."""
 
     modules: tuple[str, ...] | None = None
@@ -165,12 +164,12 @@ def _path_steps(path: list[object], root_label: str) -> tuple[RefStep, ...]:
         if 0 < i < len(path) - 1 and label == ".__dict__":
             key = dict_key(obj, path[i + 1])  # type: ignore[arg-type]
             ident = isinstance(key, str) and key.isidentifier()
-            label = f".{key}" if ident else f".__dict__{key_label(key)}"
+            label = f".{key}" if ident else f".__dict__{dict_key_label(key)}"
             i += 1
             obj = path[i]
         steps.append(RefStep(label, type_name(type(obj)), object_size(obj), summary(obj)))
         if i + 1 < len(path):
-            label = edge_label(obj, path[i + 1])
+            label = link_label(obj, path[i + 1])
         i += 1
     return tuple(steps)
 
@@ -178,7 +177,7 @@ def _path_steps(path: list[object], root_label: str) -> tuple[RefStep, ...]:
 def refchain(
     target: str | type | object,
     *,
-    roots: Roots,
+    roots: SearchRoots,
     max_depth: int = 40,
     time_limit: float = 5.0,
     exclude: Collection[int] = (),
@@ -202,7 +201,7 @@ def refchain(
 
 def _search(
     target: str | type | object,
-    roots: Roots,
+    roots: SearchRoots,
     max_depth: int,
     time_limit: float,
     exclude: frozenset[int],

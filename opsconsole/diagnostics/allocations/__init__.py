@@ -1,0 +1,1 @@
+"""Everything tracemalloc: tracing on and off, named snapshots and their files, diffs."""

@@ -1,0 +1,1 @@
+"""The gc-walk export in Chrome DevTools' ``.heapsnapshot`` format."""

@@ -1,0 +1,1 @@
+"""Leak detection: periodic census and memory samples, their trend, and the verdict."""

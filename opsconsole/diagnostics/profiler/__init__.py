@@ -1,0 +1,1 @@
+"""CPU profiles: sampling every thread's stack, and the collapsed / speedscope exports."""
