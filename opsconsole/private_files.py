@@ -43,10 +43,7 @@ import secrets
 import stat
 from pathlib import Path
 
-from opsconsole import log
 from opsconsole.errors import ConfigError, InsecureFileError
-
-_log = log.get("private_files")
 
 # Keys and secrets files are a few kilobytes; a cap turns a wrong path (a log file,
 # /dev/zero behind a bind mount) into a clear error instead of a memory spike.
@@ -206,8 +203,13 @@ def write_private(path: Path, data: str) -> None:
     try:
         _fsync_dir(directory)
     except OSError as exc:
-        # The new content is in place; only durability across a crash is in doubt.
-        _log.warning("%s: written, but fsync of %s failed: %s", path, directory, exc.strerror)
+        # The new content is in place; only durability across a crash is in doubt. The
+        # logging machinery is imported here, on this rare path, because the CLI's verbs
+        # read and write private files and should not pay for it at start-up.
+        from opsconsole import log
+
+        warn = log.get("private_files").warning
+        warn("%s: written, but fsync of %s failed: %s", path, directory, exc.strerror)
 
 
 def check_dir(path: Path, *, secret: bool) -> None:
