@@ -2,15 +2,21 @@
 
 Runs in the operator's process, never inside the service. Standard library only, so the
 CLI works wherever Python does.
+
+It speaks to the one console URL it was given, over ``http.client``: no redirect is
+followed and no ``*_PROXY`` variable is honoured, so the bearer token never reaches another
+host. (``urllib.request`` would do both, and costs a CLI verb's start-up as much again.)
 """
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
 import os
-import urllib.error
-import urllib.request
-from collections.abc import Callable
+import ssl
+import urllib.parse
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,19 +71,27 @@ class Client:
         self.url = normalize(url)
         self.token = token
 
-    def _open(self, method: str, path: str, body: Any = None) -> Any:
+    @contextlib.contextmanager
+    def _open(self, method: str, path: str, body: Any = None) -> Iterator[http.client.HTTPResponse]:
+        """One request on a new connection; the response is read inside the ``with``."""
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data=data, method=method)  # noqa: S310
-        if data is not None:
-            req.add_header("Content-Type", "application/json")
+        headers = {"Content-Type": "application/json"} if data is not None else {}
         if self.token:
-            req.add_header("Authorization", f"Bearer {self.token}")
+            headers["Authorization"] = f"Bearer {self.token}"
+        conn = _connection(self.url)
         try:
-            return urllib.request.urlopen(req, timeout=TIMEOUT)  # noqa: S310
-        except urllib.error.HTTPError as exc:
-            raise ClientError(_error_text(exc), status=exc.code) from None
-        except (urllib.error.URLError, OSError) as exc:
-            raise ClientError(f"cannot reach {self.url}: {exc}") from None
+            try:
+                conn.request(method, _target(self.url, path), body=data, headers=headers)
+                resp = conn.getresponse()
+            except OSError as exc:
+                raise ClientError(f"cannot reach {self.url}: {exc}") from None
+            except http.client.HTTPException as exc:
+                raise ClientError(f"{self.url}: not an HTTP answer ({exc!r})") from None
+            if resp.status >= 300:
+                raise ClientError(_error_text(resp), status=resp.status)
+            yield resp
+        finally:
+            conn.close()
 
     def request(self, method: str, path: str, body: Any = None) -> Any:
         """Send one request; return the decoded JSON or raise ClientError with the server's message."""
@@ -113,9 +127,29 @@ class Client:
         return self.request("GET", path)
 
 
-def _error_text(exc: urllib.error.HTTPError) -> str:
+def _connection(url: str) -> http.client.HTTPConnection:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ClientError(f"not a console URL: {url!r} (expected http://HOST:PORT or https://HOST:PORT)")
     try:
-        body = json.loads(exc.read())
-        return f"{exc.code} {body.get('error')}: {body.get('message')}"
-    except (ValueError, AttributeError):
-        return f"{exc.code} {exc.reason}"
+        port = parts.port
+    except ValueError:
+        raise ClientError(f"not a console URL: {url!r} (bad port)") from None
+    if parts.scheme == "http":
+        return http.client.HTTPConnection(parts.hostname, port, timeout=TIMEOUT)
+    return http.client.HTTPSConnection(
+        parts.hostname, port, timeout=TIMEOUT, context=ssl.create_default_context()
+    )
+
+
+def _target(url: str, path: str) -> str:
+    """The request target: the URL's own path prefix (a console behind a path) plus ``path``."""
+    return urllib.parse.urlsplit(url).path.rstrip("/") + path
+
+
+def _error_text(resp: http.client.HTTPResponse) -> str:
+    try:
+        body = json.loads(resp.read())
+        return f"{resp.status} {body.get('error')}: {body.get('message')}"
+    except (ValueError, AttributeError, OSError, http.client.HTTPException):
+        return f"{resp.status} {resp.reason}"
