@@ -28,8 +28,8 @@ demo: $(STAMP)
 test: lint typecheck pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check opsconsole tests bench
-	$(BIN)/ruff format --check opsconsole tests bench
+	$(BIN)/ruff check opsconsole tests testkit bench
+	$(BIN)/ruff format --check opsconsole tests testkit bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -22,7 +22,7 @@ from opsconsole.diagnostics.service import Diagnostics
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: the repo root
 
-from tests.ticker import Ticker
+from testkit.ticker import Ticker
 
 
 class Record:

@@ -17,7 +17,7 @@ from typing import IO, Any
 
 import pyotp
 
-from tests.support import call, ssh_keygen_sign
+from testkit.support import call, ssh_keygen_sign
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Settings shared by the property-based tests (tests/test_fuzz_*.py).
+"""Settings shared by the property-based tests (tests/**/test_fuzz_*.py).
 
 Derandomized and without an example database, so CI runs the same examples every time;
 Hypothesis's caches go to a temp directory, never into the repository.

@@ -1,11 +1,11 @@
 """A child process for the walk-budget tests: builds a heap, runs the three whole-heap walks on it and
 prints one JSON line with the results and its resident sizes (current before, peak before and after).
 
-``python -m tests.heap_walk_child obs7 BUDGET_MIB``: Future iterators on the ``_asyncio`` free list,
+``python -m testkit.heap_walk_child obs7 BUDGET_MIB``: Future iterators on the ``_asyncio`` free list,
 then a heap snapshot, two reference searches (by class, by object) and a census, in that order, as
 the test suite ran them when a search grew a 3.12 process past 24 GB.
 
-``python -m tests.heap_walk_child sparse BUDGET_MIB DIR``: the same walks on a heap that also holds an
+``python -m testkit.heap_walk_child sparse BUDGET_MIB DIR``: the same walks on a heap that also holds an
 8 GiB sparse anonymous mapping, a 4 GiB sparse file mapping with a memoryview over it, and a 2 GiB
 bytes object (calloc'd: its pages are not resident until read).
 """

@@ -1,6 +1,6 @@
 """A host service in its own process, for the fault tests: a tiny HTTP app plus the console.
 
-``python -m tests.host_process '{"state_dir": ..., ...}'`` starts the console with those
+``python -m testkit.host_process '{"state_dir": ..., ...}'`` starts the console with those
 settings (real clock), prints one JSON line ``{"url", "app_url", "ssh_port", "pid"}`` (or
 ``{"error": ...}`` if the console refused to start) and serves until its stdin closes.
 Like a host that may run under a file-size limit, it ignores SIGXFSZ, so a write past the
@@ -21,8 +21,9 @@ import signal
 import subprocess
 import sys
 import threading
-from pathlib import Path
 from typing import Any
+
+from testkit import REPO
 
 
 class _App(http.server.BaseHTTPRequestHandler):
@@ -70,12 +71,12 @@ class Host:
         env = {k: v for k, v in os.environ.items() if not k.startswith("OPSCONSOLE_")}
         # stderr is a pipe, not a file: a file-size limit on the host must not cut its own log.
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.host_process", json.dumps(settings, default=str)],
+            [sys.executable, "-m", "testkit.host_process", json.dumps(settings, default=str)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=env,
-            cwd=Path(__file__).parent.parent,
+            cwd=REPO,
         )
         self._log: list[bytes] = []
         self._reader = threading.Thread(target=self._drain, name="host-log-reader", daemon=True)

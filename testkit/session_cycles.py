@@ -1,5 +1,5 @@
 """One REPL session through each door, used and ended in a way picked by its number: the
-cycles of ``tests/test_session_churn.py`` and ``bench/session_churn.py``."""
+cycles of ``tests/transport/test_session_churn.py`` and ``bench/session_churn.py``."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import time
 import paramiko
 
 from opsconsole.console import Console
-from tests.ssh_client import open_shell
-from tests.support import FakeClock, Operator
-from tests.terminal_client import Term
+from testkit.ssh_client import open_shell
+from testkit.support import FakeClock, Operator
+from testkit.terminal_client import Term
 
 PROMPT = r">>> ?$"
 PROBE = "churn_probe"  # a name every session defines: it finds the session's namespace on the heap

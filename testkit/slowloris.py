@@ -1,6 +1,6 @@
 """A slowloris from one source address, run as its own process by the admission tests.
 
-    python -m tests.slowloris --port N --source 127.0.0.2 --mode http|ssh [--sockets 200]
+    python -m testkit.slowloris --port N --source 127.0.0.2 --mode http|ssh [--sockets 200]
                               [--seconds 20] [--max-connects 300000]
 
 ``http``: every socket sends a request line, then one more header line a second, and never
@@ -126,7 +126,7 @@ class Slowloris:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.slowloris")
+    parser = argparse.ArgumentParser(prog="python -m testkit.slowloris")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--source", default="127.0.0.2")

@@ -19,8 +19,8 @@ import paramiko
 import pytest
 
 from opsconsole.console import Console
-from tests.support import FakeClock, Operator
-from tests.terminal_client import clean
+from testkit.support import FakeClock, Operator
+from testkit.terminal_client import clean
 
 PROMPT = r">>>"
 

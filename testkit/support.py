@@ -17,6 +17,8 @@ from typing import Any
 
 import pyotp
 
+from opsconsole import config
+
 
 @dataclass
 class FakeClock:
@@ -219,4 +221,16 @@ def run_cli(
         text=True,
         timeout=60,
         check=False,
+    )
+
+
+def console_settings(tmp_path: Path, keys_dir: Path, **overrides: Any) -> config.Settings:
+    return config.load(
+        None,
+        environ={},
+        port=0,
+        state_dir=tmp_path / "state",
+        authorized_keys=keys_dir / "authorized_keys",
+        totp_secrets=keys_dir / "totp_secrets",
+        **overrides,
     )

@@ -4,7 +4,7 @@ Two uses. Tests send hand-built handshakes (duplicate headers, odd Hosts and Ori
 hand-built frames (bad UTF-8, reserved bits, unmasked, oversized control frames) and read
 the close code the console answers with. And the benchmarks time keystrokes with it: an
 operator's browser reads the terminal's websocket in C++; the asyncio client of the tests
-(``tests/terminal_client.py``: Tornado's client, a loop iteration and a few futures per
+(``testkit/terminal_client.py``: Tornado's client, a loop iteration and a few futures per
 message) adds its own ~0.3 ms to every keystroke and most of the p99 — up to 10 ms when its
 loop is late, while the server's own tail is 4–5 ms. Latency goals are about the server, so
 ``bench/terminal.py`` times keystrokes with ``BlockingTerm`` (one ``sendall`` out, ``recv``

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from opsconsole import config
 from opsconsole.console import Console
-from tests.support import FakeClock, Operator, keygen, write_keys_dir
+from testkit.support import FakeClock, Operator, console_settings, keygen, write_keys_dir
 
 
 @pytest.fixture(scope="session")
@@ -46,18 +44,6 @@ def keys_dir(tmp_path: Path, operators: dict[str, Operator]) -> Path:
     d = tmp_path / "keys"
     write_keys_dir(d, list(operators.values()), {"dave": 'from="10.0.0.0/8"'})
     return d
-
-
-def console_settings(tmp_path: Path, keys_dir: Path, **overrides: Any) -> config.Settings:
-    return config.load(
-        None,
-        environ={},
-        port=0,
-        state_dir=tmp_path / "state",
-        authorized_keys=keys_dir / "authorized_keys",
-        totp_secrets=keys_dir / "totp_secrets",
-        **overrides,
-    )
 
 
 @pytest.fixture

@@ -19,11 +19,19 @@ import pytest
 
 from opsconsole.audit import verify_file
 from opsconsole.console import Console
-from tests.conftest import console_settings
-from tests.host_process import Host
-from tests.ssh_client import paramiko_client, totp_answer
-from tests.support import FakeClock, Operator, audit_events, call, login_attempt, login_token, run_cli
-from tests.terminal_client import Term
+from testkit.host_process import Host
+from testkit.ssh_client import paramiko_client, totp_answer
+from testkit.support import (
+    FakeClock,
+    Operator,
+    audit_events,
+    call,
+    console_settings,
+    login_attempt,
+    login_token,
+    run_cli,
+)
+from testkit.terminal_client import Term
 
 PROMPT = r">>> ?$"
 

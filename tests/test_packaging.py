@@ -9,9 +9,10 @@ import re
 import shutil
 import subprocess
 import tomllib
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from testkit import REPO
+
+ROOT = REPO
 
 
 def _ci_versions() -> list[str]:

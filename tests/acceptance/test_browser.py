@@ -17,9 +17,10 @@ import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 
 from opsconsole.console import Console
-from tests.support import FakeClock, Operator, call, login_token
+from testkit import REPO
+from testkit.support import FakeClock, Operator, call, login_token
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 ARTIFACTS = ROOT / "test-artifacts"
 VENDOR = ROOT / "opsconsole" / "static" / "vendor"
 CHROMIUM = Path("/usr/bin/chromium")

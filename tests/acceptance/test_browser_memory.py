@@ -11,9 +11,9 @@ import threading
 from playwright.sync_api import Browser, expect
 
 from opsconsole.console import Console
-from tests.support import FakeClock, Operator
-from tests.test_browser import ARTIFACTS, VENDOR, Watched, ticket_url
-from tests.test_browser import browser as browser  # noqa: PLC0414 - the fixture, shared
+from testkit.support import FakeClock, Operator
+from tests.acceptance.test_browser import ARTIFACTS, VENDOR, Watched, ticket_url
+from tests.acceptance.test_browser import browser as browser  # noqa: PLC0414 - the fixture, shared
 
 # Counts pixels of the RSS series' stroke colour (memory.js COLOURS[0], #58a6ff) in the chart.
 RSS_PIXELS = """

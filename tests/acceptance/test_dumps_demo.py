@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.demo_process import Demo, run_demo, seed_token_cache
-from tests.support import run_cli
+from testkit.demo_process import Demo, run_demo, seed_token_cache
+from testkit.support import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +131,7 @@ def test_cli_dumps_the_leak_report(demo: Demo, tmp_path: Path) -> None:
 
 @pytest.mark.asyncio
 async def test_terminal_in_the_demo_ops_growth_and_echo_while_spinning(demo: Demo) -> None:
-    from tests.terminal_client import Term
+    from testkit.terminal_client import Term
 
     term = await Term.open(demo.url, demo.token)
     try:

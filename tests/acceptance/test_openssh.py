@@ -19,10 +19,9 @@ import pyotp
 import pytest
 
 from opsconsole.console import Console
-from tests.conftest import console_settings
-from tests.demo_process import run_demo
-from tests.ssh_client import PROMPT, PtyClient, known_hosts, require_openssh, ssh_options
-from tests.support import FakeClock, Operator, audit_events
+from testkit.demo_process import run_demo
+from testkit.ssh_client import PROMPT, PtyClient, known_hosts, require_openssh, ssh_options
+from testkit.support import FakeClock, Operator, audit_events, console_settings
 
 
 @contextlib.contextmanager

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pyotp
 
-from tests.demo_process import run_demo
+from testkit import REPO
+from testkit.demo_process import run_demo
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = REPO / "README.md"
 
 
 def quick_start_lines() -> list[str]:

@@ -11,7 +11,7 @@ import pytest
 
 from opsconsole import log
 from opsconsole.audit.summary import RefusalSummary
-from tests.support import FakeClock
+from testkit.support import FakeClock
 
 LOGGER = log.get("test.refusals")
 LIBRARY = logging.getLogger("test.refusals.library")

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from opsconsole.auth import keys
 from opsconsole.errors import ConfigError
-from tests.fuzz import fuzz
-from tests.sshkeys import KeyRing
+from testkit.fuzz import fuzz
+from testkit.sshkeys import KeyRing
 
 SPECS = ("ed25519", "ecdsa256", "rsa2048")
 KNOWN = ("user", "role", "from", "expiry-time")

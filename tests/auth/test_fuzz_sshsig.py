@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from opsconsole.auth import sshsig
 from opsconsole.errors import AuthError
-from tests.fuzz import fuzz
-from tests.sshkeys import KeyRing, ssh_keygen_sign
+from testkit.fuzz import fuzz
+from testkit.sshkeys import KeyRing, ssh_keygen_sign
 
 MESSAGE = b"opsconsole-login-v1\npurpose: login\nuser: alice\nnonce: 5d1e\n"
 SPECS = ("ed25519", "ecdsa256", "ecdsa521", "rsa2048")

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from opsconsole.auth import totp
 from opsconsole.errors import AuthError
-from tests.fuzz import fuzz
+from testkit.fuzz import fuzz
 
 SECRET = pyotp.random_base32(length=32)
 NOW = 1_800_000_000.0

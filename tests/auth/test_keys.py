@@ -15,7 +15,7 @@ import pytest
 
 from opsconsole.auth import keys
 from opsconsole.errors import ConfigError, InsecureFileError
-from tests.sshkeys import GOOD_KEYS, KeyRing
+from testkit.sshkeys import GOOD_KEYS, KeyRing
 
 SOURCE = "test_keys"
 

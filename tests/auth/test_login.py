@@ -13,8 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 
 from opsconsole.auth import sshsig
 from opsconsole.console import Console
-from tests.conftest import console_settings
-from tests.support import FakeClock, Operator, audit_events, call, keygen, ssh_keygen_sign
+from testkit.support import FakeClock, Operator, audit_events, call, console_settings, keygen, ssh_keygen_sign
 
 FAILED = {"error": "authentication_failed", "message": "authentication failed"}
 
@@ -276,7 +275,7 @@ def test_from_option_mismatch(console: Console, operators: dict[str, Operator], 
 
 def test_expired_key(tmp_path: Path, clock: FakeClock, keypairs: dict[str, Path]) -> None:
     op = Operator("erin", "operator", keypairs["ed25519"])
-    from tests.support import write_keys_dir
+    from testkit.support import write_keys_dir
 
     write_keys_dir(tmp_path / "keys", [op], {"erin": 'expiry-time="20200101"'})
     c = Console(console_settings(tmp_path, tmp_path / "keys"), clock=clock).start()
@@ -323,7 +322,7 @@ def test_a_new_operator_is_seen_without_restart(
     clock: FakeClock,
     keypairs: dict[str, Path],
 ) -> None:
-    from tests.support import write_keys_dir
+    from testkit.support import write_keys_dir
 
     frank = Operator("frank", "viewer", keypairs["stranger"])
     write_keys_dir(keys_dir, [*operators.values(), frank])

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 
 from opsconsole.auth import signer, sshsig
 from opsconsole.errors import AuthError, ConfigError, InsecureFileError
-from tests.sshkeys import (
+from testkit.sshkeys import (
     GOOD_KEYS,
     KeyPair,
     KeyRing,

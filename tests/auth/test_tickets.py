@@ -7,7 +7,7 @@ import json
 import pytest
 
 from opsconsole.console import Console
-from tests.support import FakeClock, Operator, audit_events, call, login_token
+from testkit.support import FakeClock, Operator, audit_events, call, login_token
 
 
 @pytest.fixture

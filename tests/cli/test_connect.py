@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 from opsconsole.console import Console
-from tests.support import FakeClock, Operator, login_token
-from tests.terminal_client import clean
+from testkit.support import FakeClock, Operator, login_token
+from testkit.terminal_client import clean
 
 
 def _read_until(fd: int, pattern: str, seen: bytearray, timeout: float = 15.0) -> None:

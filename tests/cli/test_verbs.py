@@ -19,9 +19,9 @@ import pyotp
 import pytest
 
 from opsconsole.console import Console
-from tests.conftest import console_settings
-from tests.demo_process import run_demo, seed_token_cache
-from tests.support import FakeClock, Operator, audit_events, call, keygen, run_cli
+from testkit import REPO
+from testkit.demo_process import run_demo, seed_token_cache
+from testkit.support import FakeClock, Operator, audit_events, call, console_settings, keygen, run_cli
 
 
 @pytest.fixture
@@ -143,7 +143,7 @@ def test_enroll_then_log_in(tmp_path: Path, cli_env: dict[str, str], clock: Fake
     assert again.returncode == 2 and "already has this key" in again.stderr
 
     console = Console(
-        __import__("tests.conftest", fromlist=["console_settings"]).console_settings(tmp_path, keys_dir),
+        console_settings(tmp_path, keys_dir),
         clock=clock,
     ).start()
     try:
@@ -258,7 +258,7 @@ def test_demo_and_the_curl_recipe(tmp_path: Path, cli_env: dict[str, str]) -> No
         }
         assert (state / "demo.json").stat().st_mode & 0o777 == 0o600
         assert call(info["app_url"], "GET", "/leak")[1] == {"leaked": 1}
-        script = Path(__file__).parent.parent / "scripts" / "curl-login.sh"
+        script = REPO / "scripts" / "curl-login.sh"
         code = pyotp.TOTP(info["totp_secret"]).now()
         token = subprocess.run(
             ["bash", str(script), info["url"], info["user"], info["identity"], code],

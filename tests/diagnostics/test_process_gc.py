@@ -240,10 +240,10 @@ def test_gc_info_reports_garbage_and_freeze() -> None:
         info = gc_info(None)
         assert info.garbage == len(gc.garbage) >= 60
         assert len(info.garbage_types) == 20
-        assert "tests.test_diag_process_gc.LeakyNode" in info.garbage_types
+        assert f"{__name__}.LeakyNode" in info.garbage_types
         text = to_text(info)
         assert f"gc.garbage: {info.garbage} objects" in text
-        assert "garbage types (first 20): tests.test_diag_process_gc.LeakyNode" in text
+        assert f"garbage types (first 20): {__name__}.LeakyNode" in text
     finally:
         gc.set_debug(old_flags)
         gc.garbage.clear()

@@ -125,7 +125,7 @@ def test_the_busy_function_is_the_hottest_leaf(spawn: Any) -> None:
     for parts, count in lines:
         leaves[parts[-1]] += count
     hottest, hits = leaves.most_common(1)[0]
-    assert hottest.startswith("tests.test_profiler.zebra_hot_leaf (") and hottest.endswith(
+    assert hottest.startswith(f"{__name__}.zebra_hot_leaf (") and hottest.endswith(
         f"{__file__}:{zebra_hot_leaf.__code__.co_firstlineno})"
     )
     busy = [(p, c) for p, c in lines if p[0] == "host-busy"]
@@ -133,16 +133,16 @@ def test_the_busy_function_is_the_hottest_leaf(spawn: Any) -> None:
     # Root first: the thread name, then threading's bootstrap, ..., the caller, the leaf.
     parts = max(busy, key=lambda pc: pc[1])[0]
     assert parts[1].startswith("threading.Thread._bootstrap (")
-    assert parts[-2].startswith("tests.test_profiler.zebra_busy_caller (")
+    assert parts[-2].startswith(f"{__name__}.zebra_busy_caller (")
     # The sampling thread (this one) never samples itself.
     assert threading.current_thread().name not in {p[0] for p, _ in lines}
 
     text = to_text(profile)
     leaf_table = text.split("functions including callees")[0]
     first_row = leaf_table.split("function\n")[1].splitlines()[1]
-    assert "tests.test_profiler.zebra_hot_leaf" in first_row
+    assert f"{__name__}.zebra_hot_leaf" in first_row
     assert "self %" in text and "total %" in text
-    assert "tests.test_profiler.zebra_busy_caller" in text.split("functions including callees")[1]
+    assert f"{__name__}.zebra_busy_caller" in text.split("functions including callees")[1]
 
     check_speedscope(speedscope(profile), profile)
     json.dumps(to_data(profile))

@@ -15,7 +15,7 @@ import pytest
 
 from opsconsole.diagnostics.render import to_data, to_text
 from opsconsole.diagnostics.threads import ThreadDump, ThreadInfo, dump_threads
-from tests.support import wait_until
+from testkit.support import wait_until
 
 
 def _thread_named(dump: ThreadDump, name: str) -> ThreadInfo:

@@ -2,7 +2,7 @@
 (gh-122695) is avoided at its cause, and a census, a reference search and a heap snapshot each stop
 with a clear error before growing the process past their budget, whatever the heap holds.
 
-The walks that could run away run in a child process (``tests/heap_walk_child.py``), watched from
+The walks that could run away run in a child process (``testkit/heap_walk_child.py``), watched from
 here: the child is killed the moment its resident size passes a cap, so a regression fails the test
 instead of exhausting the machine."""
 
@@ -28,10 +28,10 @@ from opsconsole.diagnostics.census import census, shallow_size
 from opsconsole.diagnostics.heapsnapshot import HeapSnapshot
 from opsconsole.diagnostics.refchain import Roots, refchain
 from opsconsole.errors import BudgetError
-from tests.conftest import console_settings
-from tests.support import FakeClock, Operator, call, login_token
+from testkit import REPO
+from testkit.support import FakeClock, Operator, call, console_settings, login_token
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 BUDGET_MIB = 256
 CAP = 2 << 30  # the watchdog's kill line for a child: far above any budget, far below the machine
 
@@ -47,7 +47,7 @@ def _statm_rss(pid: int) -> int:
 def _run_watched(*args: str, timeout: float = 600.0) -> dict[str, Any]:
     """Run the child; kill it if its resident size passes CAP or it outlives ``timeout``."""
     proc = subprocess.Popen(
-        [sys.executable, "-W", "error", "-m", "tests.heap_walk_child", *args],
+        [sys.executable, "-W", "error", "-m", "testkit.heap_walk_child", *args],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -185,7 +185,7 @@ def test_over_budget_answers_507_over_budget(
     ballast = _Ballast()
     try:
         token = login_token(console.url, operators["alice"], clock())
-        for path in ("/ops/heapsnapshot", "/ops/objects/refchain?type=tests.test_walk_budget._Nowhere"):
+        for path in ("/ops/heapsnapshot", f"/ops/objects/refchain?type={__name__}._Nowhere"):
             status, body = call(console.url, "GET", path, token=token)
             assert status == 507, (path, body)
             assert body["error"] == "over_budget" and "16 MiB" in body["message"], body

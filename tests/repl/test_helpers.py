@@ -19,7 +19,8 @@ import pytest
 from opsconsole.diagnostics.service import Diagnostics
 from opsconsole.errors import StateError
 from opsconsole.repl.helpers import HELPERS, Ops
-from tests.test_repl_session import PROMPT, Opener, session_opener
+from testkit import REPO
+from tests.repl.test_session import PROMPT, Opener, session_opener
 
 KEEP: list[object] = []
 
@@ -68,7 +69,7 @@ def test_help_lists_every_helper(ops: Ops, capsys: pytest.CaptureFixture[str]) -
 
 def test_the_readme_shows_the_real_help(ops: Ops, capsys: pytest.CaptureFixture[str]) -> None:
     # README "The REPL inside the process": its `ops.help()` sample is this output, as printed
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
     sample = re.search(r"^>>> ops\.help\(\)\n(.*?)^```", readme, re.MULTILINE | re.DOTALL)
     assert sample is not None, "README: the ops.help() sample"
     ops.help()

@@ -18,7 +18,7 @@ import pyte
 import pytest
 
 from opsconsole.repl import layout
-from tests.test_repl_session import Opener, Running, session_opener
+from tests.repl.test_session import Opener, Running, session_opener
 
 ROWS, COLS = 24, 80
 SETTLE = 0.3  # seconds without output: the step's last frame is in

@@ -24,7 +24,7 @@ from opsconsole.errors import ConsoleError
 from opsconsole.repl import gil, keyboard
 from opsconsole.repl.asciicast import CastRecorder
 from opsconsole.repl.session import ReplSession
-from tests.terminal_client import ANSI
+from testkit.terminal_client import ANSI
 
 PROMPT = r">>> ?$"
 PASTE_START, PASTE_END = "\x1b[200~", "\x1b[201~"

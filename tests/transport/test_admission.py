@@ -12,7 +12,7 @@ from opsconsole.auth.sources import RequestRate, source_key
 from opsconsole.errors import ConfigError
 from opsconsole.transport import admission
 from opsconsole.transport.admission import Admission, EarlyDrop, Penalties
-from tests.support import FakeClock
+from testkit.support import FakeClock
 
 DEFAULT_EARLY = EarlyDrop(0.5, 0.3, 1.0)  # the default "50:30:100"
 

@@ -22,10 +22,17 @@ from pathlib import Path
 import pytest
 
 from opsconsole.console import Console
-from tests.conftest import console_settings
-from tests.demo_process import run_demo
-from tests.support import FakeClock, Operator, audit_events, login_token, repl_sessions_ended, wait_until
-from tests.test_console import _cert
+from testkit.demo_process import run_demo
+from testkit.support import (
+    FakeClock,
+    Operator,
+    audit_events,
+    console_settings,
+    login_token,
+    repl_sessions_ended,
+    wait_until,
+)
+from testkit.tls import certificate
 
 SOURCES = ("127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5")
 
@@ -321,8 +328,8 @@ def test_the_connection_cap_logs_once_per_source(
 def test_failed_tls_handshakes_log_once(tmp_path: Path, keys_dir: Path, host_log: HostLog) -> None:
     # Tornado logs each failed handshake at WARNING ("SSL Error on ..."); on the console's
     # thread that line is a refusal like any other.
-    ca, ca_key, _, _ = _cert(tmp_path, "ca", None, server=False)
-    _, _, crt, key = _cert(tmp_path, "server", (ca, ca_key), server=True)
+    ca, ca_key, _, _ = certificate(tmp_path, "ca", None, server=False)
+    _, _, crt, key = certificate(tmp_path, "server", (ca, ca_key), server=True)
     # Penalties off: each failed handshake would otherwise cost its source, and after a few
     # the source is refused at accept() before any handshake (test_preauth_limits covers that).
     c = Console(

@@ -41,11 +41,10 @@ from opsconsole.repl.terminal import TerminalBridge
 from opsconsole.transport import ssh
 from opsconsole.transport.ssh_shell import ShellChannel
 from opsconsole.transport.terminal import TerminalHandler
-from tests.conftest import console_settings
-from tests.session_cycles import PROBE, PROMPT, read_until, ssh_cycle, ws_cycle
-from tests.ssh_client import both_factors, open_shell, paramiko_client
-from tests.support import FakeClock, Operator, call, login_token, rss
-from tests.terminal_client import Term
+from testkit.session_cycles import PROBE, PROMPT, read_until, ssh_cycle, ws_cycle
+from testkit.ssh_client import both_factors, open_shell, paramiko_client
+from testkit.support import FakeClock, Operator, call, console_settings, login_token, rss
+from testkit.terminal_client import Term
 
 WARM_UP = 5
 RSS_SLACK = 8 * 1024 * 1024

@@ -19,11 +19,11 @@ import pytest
 
 from opsconsole.console import Console
 from opsconsole.transport.admission import Admission
-from tests.conftest import console_settings
-from tests.ssh_client import both_factors
-from tests.support import FakeClock, Operator, call, login_token
+from testkit import REPO
+from testkit.ssh_client import both_factors
+from testkit.support import FakeClock, Operator, call, console_settings, login_token
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 ATTACKER = "127.0.0.2"
 ATTACK_SECONDS = 20.0
 # A deadline on each login under attack, not a figure: bench/slowloris.py measures login time
@@ -38,7 +38,17 @@ BACK_TO_BACK = {"unauthenticated_rate": 10_000.0, "unauthenticated_burst": 10_00
 def slowloris(port: int, mode: str) -> Iterator[dict[str, Any]]:
     """Run the attacker while the block runs; then the dict holds its counts."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.slowloris", "--port", str(port), "--mode", mode, "--source", ATTACKER],
+        [
+            sys.executable,
+            "-m",
+            "testkit.slowloris",
+            "--port",
+            str(port),
+            "--mode",
+            mode,
+            "--source",
+            ATTACKER,
+        ],
         cwd=ROOT,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,

@@ -1,5 +1,5 @@
 // Load a .heapsnapshot with memlab (as `memlab analyze object-size` does) and print what
-// tests/test_heapsnapshot.py checks, as one JSON line after "RESULT ".
+// tests/diagnostics/heapsnapshot/test_export.py checks, as one JSON line after "RESULT ".
 //   node tests/memlab/check.js FILE
 'use strict';
 const {getFullHeapFromFile, PluginUtils} = require('@memlab/heap-analysis');

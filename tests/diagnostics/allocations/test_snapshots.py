@@ -25,7 +25,7 @@ from opsconsole.diagnostics import heapdiff
 from opsconsole.diagnostics.render import to_data, to_text
 from opsconsole.diagnostics.snapshots import SnapshotInfo, SnapshotStore
 from opsconsole.errors import InsecureFileError, InvalidRequestError, NotFoundError, StateError
-from tests.support import wait_until
+from testkit.support import wait_until
 
 
 @pytest.fixture

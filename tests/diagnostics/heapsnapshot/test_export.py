@@ -33,10 +33,11 @@ from opsconsole.console import Console
 from opsconsole.diagnostics.heapsnapshot import HeapSnapshot
 from opsconsole.diagnostics.service import Diagnostics
 from opsconsole.repl.helpers import Ops
-from tests.demo_process import Demo, run_demo
-from tests.support import FakeClock, Operator, audit_events, login_token
+from testkit import REPO
+from testkit.demo_process import Demo, run_demo
+from testkit.support import FakeClock, Operator, audit_events, login_token
 
-MEMLAB = Path(__file__).resolve().parent / "memlab"
+MEMLAB = REPO / "tests" / "acceptance" / "memlab"
 NODE_FIELDS = ["type", "name", "id", "self_size", "edge_count", "trace_node_id", "detachedness"]
 
 
@@ -313,7 +314,8 @@ def test_repl_helper_writes_a_private_file(tmp_path: Path, capsys: pytest.Captur
 
 @pytest.fixture(scope="session")
 def memlab() -> Path:
-    """tests/memlab's pinned memlab, installed with ``npm ci`` (again only when the lock file changed)."""
+    """tests/acceptance/memlab's pinned memlab, installed with ``npm ci`` (again only when the lock
+    file changed)."""
     npm, node = shutil.which("npm"), shutil.which("node")
     if npm is None or node is None:
         reason = "!!! MEMLAB TEST NOT RUN: npm/node are missing. Install them (`apt-get install npm`) !!!"

@@ -8,14 +8,14 @@ import json
 import subprocess
 import sys
 from array import array
-from pathlib import Path
 
 import pytest
 
 from opsconsole.diagnostics.heapsnapshot_ids import NODE_FIELDS, Ordinals
 from opsconsole.diagnostics.heapsnapshot_table import AddressTable
+from testkit import REPO
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 
 
 def _mixed() -> list[object]:

@@ -19,7 +19,7 @@ from opsconsole.diagnostics import leak_report, leaks, trend
 from opsconsole.diagnostics.leaks import LeakDetector
 from opsconsole.diagnostics.render import to_data, to_text
 from opsconsole.errors import InvalidRequestError, StateError
-from tests.demo_process import Demo, run_demo
+from testkit.demo_process import Demo, run_demo
 
 
 class Grown:

@@ -25,7 +25,7 @@ from opsconsole.diagnostics.census import (
 )
 from opsconsole.diagnostics.render import to_data, to_text
 from opsconsole.errors import InvalidRequestError, NotFoundError
-from tests.ticker import Ticker
+from testkit.ticker import Ticker
 
 
 class Marker:
@@ -47,15 +47,15 @@ def test_type_name_qualified_builtin_and_local() -> None:
 
     assert type_name(dict) == "dict"
     assert type_name(list) == "list"
-    assert type_name(Marker) == "tests.test_census.Marker"
-    assert type_name(Local) == "tests.test_census.test_type_name_qualified_builtin_and_local.<locals>.Local"
+    assert type_name(Marker) == f"{__name__}.Marker"
+    assert type_name(Local) == f"{__name__}.test_type_name_qualified_builtin_and_local.<locals>.Local"
     assert type_name(Local) == type_name(Local)  # the cached answer is the same
     assert type_name(weakref.ref) == "weakref.ReferenceType"  # a C type's module comes from its tp_name
 
 
 def test_type_name_cache_does_not_keep_classes_alive() -> None:
     cls = type("Ephemeral", (), {})
-    assert type_name(cls) == "tests.test_census.Ephemeral"
+    assert type_name(cls) == f"{__name__}.Ephemeral"
     ref = weakref.ref(cls)
     del cls
     gc.collect()  # explicit in the test only: the class sits in a cycle with its __mro__

@@ -16,7 +16,7 @@ import pytest
 
 from opsconsole.console import Console
 from opsconsole.diagnostics import heapdiff
-from tests.support import FakeClock, Operator, audit_events, call, login_token
+from testkit.support import FakeClock, Operator, audit_events, call, login_token
 
 
 @pytest.fixture
@@ -269,7 +269,7 @@ def test_threads_lists_the_registered_app_loops_tasks(
 ) -> None:
     import asyncio
 
-    from tests.conftest import console_settings
+    from testkit.support import console_settings
 
     loop = asyncio.new_event_loop()
     runner = threading.Thread(target=loop.run_forever, name="app-loop", daemon=True)

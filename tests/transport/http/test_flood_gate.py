@@ -14,8 +14,7 @@ from pathlib import Path
 from opsconsole.auth.sources import RequestRate
 from opsconsole.console import Console
 from opsconsole.transport.admission import COSTS, Penalties
-from tests.conftest import console_settings
-from tests.support import FakeClock, Operator, audit_events, call, login_token
+from testkit.support import FakeClock, Operator, audit_events, call, console_settings, login_token
 
 FORGED = "not-a-token"
 

@@ -18,9 +18,8 @@ from hypothesis import strategies as st
 from opsconsole.console import Console
 from opsconsole.errors import InvalidRequestError
 from opsconsole.transport import json_body
-from tests.conftest import console_settings
-from tests.fuzz import fuzz
-from tests.support import FakeClock, Operator, call, login_token, write_keys_dir
+from testkit.fuzz import fuzz
+from testkit.support import FakeClock, Operator, call, console_settings, login_token, write_keys_dir
 
 LOGIN_FIELDS = ("user", "nonce", "signature", "totp")
 

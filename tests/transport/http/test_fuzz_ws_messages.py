@@ -14,9 +14,9 @@ from opsconsole.console import Console
 from opsconsole.errors import ProtocolError
 from opsconsole.transport import ws_messages
 from opsconsole.transport.terminal import MAX_MESSAGE
-from tests.fuzz import fuzz
-from tests.support import FakeClock, Operator, login_token
-from tests.terminal_client import Term
+from testkit.fuzz import fuzz
+from testkit.support import FakeClock, Operator, login_token
+from testkit.terminal_client import Term
 
 CLOSE_CODES = {1003, 1008, 1009}
 

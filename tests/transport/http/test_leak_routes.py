@@ -14,8 +14,7 @@ from opsconsole.console import Console
 from opsconsole.diagnostics import leaks
 from opsconsole.diagnostics.service import Diagnostics
 from opsconsole.repl.helpers import HELPERS, Ops
-from tests.conftest import console_settings
-from tests.support import FakeClock, Operator, audit_events, call, login_token
+from testkit.support import FakeClock, Operator, audit_events, call, console_settings, login_token
 
 
 @pytest.fixture

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import tornado.web
 
 from opsconsole.transport.http import routes
+from testkit import REPO
 
-DOC = json.loads((Path(__file__).parent.parent / "docs" / "openapi.json").read_text())
+DOC = json.loads((REPO / "docs" / "openapi.json").read_text())
 METHODS = ("get", "post", "put", "delete", "patch")
 
 

@@ -9,8 +9,7 @@ import socket
 from pathlib import Path
 
 from opsconsole.console import Console
-from tests.conftest import console_settings
-from tests.support import FakeClock, Operator, audit_events, call, login_token, wait_until
+from testkit.support import FakeClock, Operator, audit_events, call, console_settings, login_token, wait_until
 
 
 def _failures(console: Console) -> int:

@@ -16,8 +16,8 @@ import tornado.httpclient
 import tornado.websocket
 
 from opsconsole.console import Console
-from tests.support import FakeClock, Operator, audit_events, call, login_token, repl_sessions_ended
-from tests.terminal_client import Term
+from testkit.support import FakeClock, Operator, audit_events, call, login_token, repl_sessions_ended
+from testkit.terminal_client import Term
 
 pytestmark = pytest.mark.asyncio
 PROMPT = r">>> ?$"

@@ -2,8 +2,9 @@
 
 The rest of the suite runs on the newest (what ``pip install`` picks). This test installs the
 lower bound named in pyproject.toml into a temporary directory and reruns
-tests/test_ws_gate.py and tests/test_ws_protocol.py in a child process with that directory
-first on ``sys.path``, so the bound is proved, not assumed, and cannot drift from the file.
+tests/transport/http/test_ws_gate.py and tests/transport/http/test_ws_protocol.py in a child
+process with that directory first on ``sys.path``, so the bound is proved, not assumed, and
+cannot drift from the file.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-FILES = ["tests/test_ws_gate.py", "tests/test_ws_protocol.py"]
+from testkit import REPO
+
+ROOT = REPO
+FILES = ["tests/transport/http/test_ws_gate.py", "tests/transport/http/test_ws_protocol.py"]
 
 
 def lower_bound() -> str:

@@ -3,8 +3,8 @@ Origin / Host / Sec-Fetch-* variants, each answered 101 or refused with its audi
 
 The console's own origin is ``http://127.0.0.1:PORT``; ``allowed_origins`` adds a proxy's
 ``https://ops.example.com`` and an IDN one in punycode. Each handshake is written byte for
-byte (tests/ws_client.py), so duplicate headers and odd spellings reach the server as sent.
-tests/test_ws_tornado_range.py runs this file again on the oldest Tornado we support.
+byte (testkit/ws_client.py), so duplicate headers and odd spellings reach the server as sent.
+tests/transport/http/test_tornado_range.py runs this file again on the oldest Tornado we support.
 """
 
 from __future__ import annotations
@@ -19,9 +19,8 @@ import tornado
 
 from opsconsole.console import Console
 from opsconsole.transport import ws_gate
-from tests.conftest import console_settings
-from tests.support import FakeClock, Operator, audit_events, browser_cookie, login_token
-from tests.ws_client import CLOSE, RawWebSocket, frame, upgrade_headers
+from testkit.support import FakeClock, Operator, audit_events, browser_cookie, console_settings, login_token
+from testkit.ws_client import CLOSE, RawWebSocket, frame, upgrade_headers
 
 PROXY = "https://ops.example.com"
 IDN = "https://xn--bcher-kva.example"  # bücher.example

@@ -4,7 +4,7 @@ audited once per connection.
 
 1002 a broken frame · 1003 a binary message · 1007 text that is not UTF-8 · 1008 a text
 message that is not one of ours · 1009 a message over 64 KiB.
-tests/test_ws_tornado_range.py runs this file again on the oldest Tornado we support.
+tests/transport/http/test_tornado_range.py runs this file again on the oldest Tornado we support.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ import tornado
 from opsconsole.console import Console
 from opsconsole.errors import ProtocolError
 from opsconsole.transport import terminal, ws_frames, ws_messages, ws_protocol
-from tests.support import FakeClock, Operator, audit_events, login_token
-from tests.terminal_client import clean
-from tests.ws_client import (
+from testkit.support import FakeClock, Operator, audit_events, login_token
+from testkit.terminal_client import clean
+from testkit.ws_client import (
     BINARY,
     CLOSE,
     CONTINUATION,

@@ -18,10 +18,9 @@ import pytest
 from opsconsole.console import Console
 from opsconsole.errors import ConsoleError, InsecureFileError
 from opsconsole.transport import ssh_hostkey
-from tests.conftest import console_settings
-from tests.ssh_client import Impostor, paramiko_client, totp_answer
-from tests.ssh_client import open_shell as _shell
-from tests.support import FakeClock, Operator, audit_events, repl_sessions_ended
+from testkit.ssh_client import Impostor, paramiko_client, totp_answer
+from testkit.ssh_client import open_shell as _shell
+from testkit.support import FakeClock, Operator, audit_events, console_settings, repl_sessions_ended
 
 
 def _start(tmp_path: Path, keys_dir: Path, clock: FakeClock, **over: Any) -> Console:
