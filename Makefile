@@ -1,4 +1,5 @@
 # Two commands: `make demo` and `make test`. Each bootstraps .venv on first use.
+# While working: `make test-fast` (everything but tests/acceptance/).
 # Another interpreter gets a venv of its own, named by its version:
 #   make test PYTHON=~/.pyenv/versions/3.13.0/bin/python   # builds and uses .venv-3.13
 PYTHON ?= python3
@@ -14,7 +15,7 @@ endif
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench clean
+.PHONY: demo test test-fast lint typecheck pytest pytest-fast bench clean
 
 $(STAMP): pyproject.toml setup.py web/package-lock.json
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +28,10 @@ demo: $(STAMP)
 
 test: lint typecheck pytest
 
+# The contributor's loop: lint, types and every test but those under tests/acceptance/ (marked
+# `acceptance`: they need npm, Chromium, OpenSSH's ssh client or the demo process).
+test-fast: lint typecheck pytest-fast
+
 lint: $(STAMP)
 	$(BIN)/ruff check opsconsole tests testkit bench
 	$(BIN)/ruff format --check opsconsole tests testkit bench
@@ -37,6 +42,9 @@ typecheck: $(STAMP)
 # pytest exits 5 when it collected no test; make treats that as the failure it is.
 pytest: $(STAMP)
 	$(BIN)/python -W error -m pytest $(PYTEST_ARGS)
+
+pytest-fast: $(STAMP)
+	$(BIN)/python -W error -m pytest -m 'not acceptance' $(PYTEST_ARGS)
 
 # Figures go in the closing notes; each script prints ratios measured side by side.
 bench: $(STAMP)

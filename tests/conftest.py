@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -52,3 +53,12 @@ def console(tmp_path: Path, keys_dir: Path, clock: FakeClock) -> Iterator[Consol
     c = Console(console_settings(tmp_path, keys_dir), clock=clock).start()
     yield c
     c.stop()
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    """The environment for an ``opsconsole`` CLI process: no agent, no OPSCONSOLE_* settings of the
+    caller's, and a token cache of this test's own."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SSH_AUTH_SOCK", "OPSCONSOLE_"))}
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "xdg")
+    return env

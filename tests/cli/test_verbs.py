@@ -19,16 +19,7 @@ import pyotp
 import pytest
 
 from opsconsole.console import Console
-from testkit import REPO
-from testkit.demo_process import run_demo, seed_token_cache
 from testkit.support import FakeClock, Operator, audit_events, call, console_settings, keygen, run_cli
-
-
-@pytest.fixture
-def cli_env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SSH_AUTH_SOCK", "OPSCONSOLE_"))}
-    env["XDG_CONFIG_HOME"] = str(tmp_path / "xdg")
-    return env
 
 
 @pytest.fixture
@@ -240,45 +231,6 @@ def test_audit_verify_against_an_anchored_head(
     assert bad.returncode == 2 and "--head: '3:nothex' is not SEQ:HASH" in bad.stderr
 
 
-def test_demo_and_the_curl_recipe(tmp_path: Path, cli_env: dict[str, str]) -> None:
-    """`opsconsole demo`, then only curl + ssh-keygen -Y sign log in (scripts/curl-login.sh)."""
-    state = tmp_path / "demo"
-    runner = run_demo(state, log_in=False, env=cli_env)
-    demo = next(runner)
-    try:
-        info = demo.info
-        assert set(info) == {
-            "url",
-            "user",
-            "identity",
-            "totp_secret",
-            "authorized_keys",
-            "app_url",
-            "ssh_port",
-        }
-        assert (state / "demo.json").stat().st_mode & 0o777 == 0o600
-        assert call(info["app_url"], "GET", "/leak")[1] == {"leaked": 1}
-        script = REPO / "scripts" / "curl-login.sh"
-        code = pyotp.TOTP(info["totp_secret"]).now()
-        token = subprocess.run(
-            ["bash", str(script), info["url"], info["user"], info["identity"], code],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=30,
-        ).stdout.strip()
-        assert call(info["url"], "GET", "/ops/whoami", token=token) == (
-            200,
-            {"user": "demo", "role": "operator", "expires_in": 900},
-        )
-        assert call(info["url"], "GET", "/ops/whoami")[0] == 401
-        assert call(info["url"], "GET", "/ops/whoami", token=token[::-1])[0] == 401
-    finally:
-        next(runner, None)  # SIGINT, as Ctrl-C
-    assert demo.proc.returncode == 0, demo.errors
-    assert info["url"] in demo.output and "opsconsole login" in demo.output and "stopped" in demo.output
-
-
 def _log_in(console: Console, op: Operator, clock: FakeClock, env: dict[str, str]) -> None:
     out = run_cli(
         "login",
@@ -447,24 +399,6 @@ def test_heapsnapshot_progress_only_on_a_terminal(
     finally:
         os.close(master)
     assert b"\r" in shown and b" KiB" in shown and b"\r\nsaved " in shown
-
-
-def test_demo_leak_interval_starts_the_detector(tmp_path: Path, cli_env: dict[str, str]) -> None:
-    # README "The leak detector": the demo run with --leak-interval, then `leaks URL report`
-    runner = run_demo(tmp_path / "demo", env=cli_env, args=("--leak-interval", "1"))
-    demo = next(runner)
-    try:
-        seed_token_cache(Path(cli_env["XDG_CONFIG_HOME"]), demo)
-        report = run_cli("leaks", demo.url, "report", env=cli_env)
-        assert report.returncode == 0, report.stderr
-        assert "running every 1 s" in report.stdout
-        stopped = run_cli("leaks", demo.url, "stop", env=cli_env)
-        assert stopped.returncode == 0 and "stopped" in stopped.stdout, stopped.stderr
-    finally:
-        next(runner, None)
-    assert demo.proc.returncode == 0, demo.errors
-    assert "Leak detector (running every 1 s)" in demo.output
-    assert f"opsconsole leaks {demo.url} report" in demo.output
 
 
 def test_demo_refuses_a_leak_interval_under_a_second(tmp_path: Path, cli_env: dict[str, str]) -> None:

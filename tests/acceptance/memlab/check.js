@@ -1,6 +1,6 @@
 // Load a .heapsnapshot with memlab (as `memlab analyze object-size` does) and print what
-// tests/diagnostics/heapsnapshot/test_export.py checks, as one JSON line after "RESULT ".
-//   node tests/memlab/check.js FILE
+// tests/acceptance/test_memlab.py checks, as one JSON line after "RESULT ".
+//   node tests/acceptance/memlab/check.js FILE
 'use strict';
 const {getFullHeapFromFile, PluginUtils} = require('@memlab/heap-analysis');
 

@@ -1,0 +1,19 @@
+"""Everything in this folder is an acceptance test: it needs npm, Chromium, OpenSSH's ``ssh``
+client or the demo subprocess. The folder is the marker: ``make test-fast`` deselects it with
+``-m "not acceptance"``, ``make test`` runs it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+
+
+# The hook sees every collected item, not only this folder's: mark those that live here.
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.is_relative_to(HERE):
+            item.add_marker(pytest.mark.acceptance)
