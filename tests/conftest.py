@@ -48,9 +48,17 @@ def keys_dir(tmp_path: Path, operators: dict[str, Operator]) -> Path:
 
 
 @pytest.fixture
-def console(tmp_path: Path, keys_dir: Path, clock: FakeClock) -> Iterator[Console]:
+def repl_namespace() -> dict[str, object]:
+    """What each REPL session of the ``console`` fixture starts with; a test module may override it."""
+    return {}
+
+
+@pytest.fixture
+def console(
+    tmp_path: Path, keys_dir: Path, clock: FakeClock, repl_namespace: dict[str, object]
+) -> Iterator[Console]:
     """The real console thread on a free loopback port, sharing the test's fake clock."""
-    c = Console(console_settings(tmp_path, keys_dir), clock=clock).start()
+    c = Console(console_settings(tmp_path, keys_dir), clock=clock, namespace=repl_namespace).start()
     yield c
     c.stop()
 

@@ -20,6 +20,7 @@ from opsconsole.diagnostics.service import Diagnostics
 from opsconsole.errors import StateError
 from opsconsole.repl.helpers import HELPERS, Ops
 from testkit import REPO
+from testkit.support import wait_until
 from tests.repl.test_session import PROMPT, Opener, session_opener
 
 KEEP: list[object] = []
@@ -156,13 +157,26 @@ def test_run_without_an_app_loop_says_so(diag: Diagnostics) -> None:
         ops.run(42)  # type: ignore[arg-type]
 
 
+def pending_tasks(loop: asyncio.AbstractEventLoop) -> int:
+    """How many tasks of ``loop`` are not done, counted on the loop's own thread."""
+
+    async def count() -> int:
+        me = asyncio.current_task()
+        return sum(1 for t in asyncio.all_tasks() if t is not me and not t.done())
+
+    return asyncio.run_coroutine_threadsafe(count(), loop).result(10)
+
+
 def test_tasks_shows_the_app_loops_tasks(ops: Ops, app_loop: asyncio.AbstractEventLoop) -> None:
-    async def host_job_marker() -> None:
-        await asyncio.sleep(30)
+    suspended = threading.Event()
+
+    async def host_job_marker() -> None:  # a host task, suspended until the test cancels it
+        suspended.set()
+        await asyncio.Event().wait()
 
     future = asyncio.run_coroutine_threadsafe(host_job_marker(), app_loop)
     try:
-        time.sleep(0.1)
+        assert suspended.wait(10)
         dump = ops.tasks()
         assert dump.threads == ()
         assert any(t.coroutine.endswith("host_job_marker") for loop in dump.loops for t in loop.tasks)
@@ -194,10 +208,12 @@ def test_a_helper_result_is_shown_once_as_text(ops: Ops, repl: Opener) -> None:
 
 def test_busy_dump_worker_message_reaches_the_operator(ops: Ops, diag: Diagnostics, repl: Opener) -> None:
     r = repl(namespace={"ops": ops})
-    job = diag.expensive("an http heap dump", lambda: time.sleep(1.5))
+    release = threading.Event()
+    job = diag.expensive("an http heap dump", lambda: release.wait(30))  # busy until released
     try:
         r.run("ops.census()", r"BusyError: an http heap dump is running")
     finally:
+        release.set()
         job.result(10)
     r.run("len(ops.census(top=5).types)", r"^5$", timeout=30)
 
@@ -208,10 +224,9 @@ def test_ctrl_c_stops_waiting_for_the_app_loop(
     r = repl(namespace={"ops": ops})
     r.run("import asyncio", PROMPT)
     r.session.feed("ops.run(asyncio.sleep(60), timeout=60)\r")
-    time.sleep(0.5)
+    wait_until(lambda: pending_tasks(app_loop) == 1, what="the coroutine waiting on the app loop")
     start = len(r.screen.text)
     r.session.feed("\x03")
     r.screen.wait_for("KeyboardInterrupt", timeout=5, start=start)
     r.run("1+1", r"^2$")
-    time.sleep(0.1)
-    assert not [t for t in asyncio.all_tasks(app_loop) if not t.done()]  # the coroutine was cancelled
+    wait_until(lambda: pending_tasks(app_loop) == 0, what="the coroutine cancelled")

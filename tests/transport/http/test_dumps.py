@@ -11,12 +11,13 @@ import time
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from opsconsole.console import Console
 from opsconsole.diagnostics import heapdiff
-from testkit.support import FakeClock, Operator, audit_events, call, login_token
+from testkit.support import FakeClock, Operator, audit_events, call, login_token, wait_until
 
 
 @pytest.fixture
@@ -103,7 +104,7 @@ def test_busy_answer_carries_retry_after(console: Console, tokens: dict[str, str
         kwargs={"token": tokens["operator"]},
     )
     holder.start()
-    time.sleep(0.3)
+    wait_until(lambda: console.diagnostics.jobs.running is not None, what="the profile on the dump worker")
     import http.client
 
     conn = http.client.HTTPConnection("127.0.0.1", console.port, timeout=10)
@@ -200,33 +201,39 @@ def test_after_gc_snapshot_waits_for_a_full_collection(
             token=tokens["operator"],
         )
         assert (status, body["state"]) == (202, "pending")
-        time.sleep(0.3)
+        wait_until(_after_gc_armed, what="the snapshot waiting for a full collection")
         gc.collect(0)
-        time.sleep(0.3)
+        time.sleep(0.3)  # a window for a wrong wake-up to show: an absence cannot be waited for
         listed = call(console.url, "GET", "/ops/heap/snapshots", token=tokens["operator"])[1]["snapshots"]
         assert [s["state"] for s in listed if s["name"] == "post-gc"] == ["pending"]
         collected_at = time.time()
         gc.collect()
-        deadline = time.monotonic() + 10
-        while True:
+
+        def post_gc() -> list[dict[str, Any]]:
             listed = call(console.url, "GET", "/ops/heap/snapshots", token=tokens["operator"])[1]["snapshots"]
-            entry = [s for s in listed if s["name"] == "post-gc"]
-            if entry and entry[0]["state"] == "ready":
-                break
-            assert time.monotonic() < deadline, listed
-            time.sleep(0.05)
-        assert entry[0]["taken_at"] >= collected_at - 0.01
+            return [s for s in listed if s["name"] == "post-gc"]
+
+        wait_until(lambda: [s["state"] for s in post_gc()] == ["ready"], what="the after-GC snapshot ready")
+        assert post_gc()[0]["taken_at"] >= collected_at - 0.01
     finally:
         gc.enable()
 
 
-def _threads_while(console: Console, token: str, block: threading.Event) -> list[tuple[int, str]]:
-    """Ask for the threads dump from a helper thread while the test's main thread is stuck; the
-    dump showing the stuck function proves it answered while the main thread was stuck."""
+def _after_gc_armed() -> bool:
+    # The after-GC wait hooks gc.callbacks (opsconsole.diagnostics.snapshot_gc) from the worker.
+    return any("full_gc_signal" in getattr(cb, "__qualname__", "") for cb in gc.callbacks)
+
+
+def _threads_while(
+    console: Console, token: str, stuck: threading.Event, block: threading.Event
+) -> list[tuple[int, str]]:
+    """Ask for the threads dump from a helper thread once the test's main thread is in its stuck
+    function (``stuck``); the dump showing that function proves it answered while the main thread
+    was stuck. ``block`` is set when the answer is in."""
     result: list[tuple[int, str]] = []
 
     def ask() -> None:
-        time.sleep(0.2)
+        assert stuck.wait(30)
         result.append(call(console.url, "GET", "/ops/threads?format=text", token=token))
         block.set()
 
@@ -235,12 +242,12 @@ def _threads_while(console: Console, token: str, block: threading.Event) -> list
 
 
 def test_threads_while_main_thread_sleeps(console: Console, tokens: dict[str, str]) -> None:
-    done = threading.Event()
-    result = _threads_while(console, tokens["viewer"], done)
+    entered, done = threading.Event(), threading.Event()
+    result = _threads_while(console, tokens["viewer"], entered, done)
 
     def sleeping_main_thread() -> None:
-        while not done.is_set():
-            time.sleep(0.05)
+        entered.set()
+        assert done.wait(30)  # asleep until the dump has been taken
 
     sleeping_main_thread()
     status, text = result[0]
@@ -249,13 +256,14 @@ def test_threads_while_main_thread_sleeps(console: Console, tokens: dict[str, st
 
 
 def test_threads_while_main_thread_is_deadlocked(console: Console, tokens: dict[str, str]) -> None:
-    done = threading.Event()
+    entered, done = threading.Event(), threading.Event()
     lock = threading.Lock()
     lock.acquire()
-    result = _threads_while(console, tokens["viewer"], done)
+    result = _threads_while(console, tokens["viewer"], entered, done)
     threading.Thread(target=lambda: (done.wait(30), lock.release()), daemon=True).start()
 
     def deadlocked_main_thread() -> None:
+        entered.set()
         lock.acquire()  # held above: blocks until the dump has been taken
 
     deadlocked_main_thread()
@@ -275,8 +283,8 @@ def test_threads_lists_the_registered_app_loops_tasks(
     runner = threading.Thread(target=loop.run_forever, name="app-loop", daemon=True)
     runner.start()
 
-    async def waiting_for_orders() -> None:
-        await asyncio.sleep(30)
+    async def waiting_for_orders() -> None:  # a host task, suspended until cancelled below
+        await asyncio.Event().wait()
 
     loop.call_soon_threadsafe(lambda: loop.create_task(waiting_for_orders(), name="order-poller"))
     console = Console(console_settings(tmp_path, keys_dir), clock=clock, app_loop=loop).start()

@@ -4,7 +4,6 @@ stop when stopped, audit, the text form, the setting that starts it; and ops.lea
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ from opsconsole.console import Console
 from opsconsole.diagnostics import leaks
 from opsconsole.diagnostics.service import Diagnostics
 from opsconsole.repl.helpers import HELPERS, Ops
-from testkit.support import FakeClock, Operator, audit_events, call, console_settings, login_token
+from testkit.support import FakeClock, Operator, audit_events, call, console_settings, login_token, wait_until
 
 
 @pytest.fixture
@@ -42,10 +41,7 @@ def test_roles_start_twice_stop_twice_and_audit(console: Console, tokens: dict[s
     assert (status, body["error"]) == (409, "conflict")
     assert "already running every 1 s" in body["message"]
 
-    deadline = time.monotonic() + 10
-    while call(url, "GET", "/ops/leaks", token=viewer)[1]["samples"] < 2:
-        assert time.monotonic() < deadline, "no samples within 10 s"
-        time.sleep(0.2)
+    wait_until(lambda: call(url, "GET", "/ops/leaks", token=viewer)[1]["samples"] >= 2, what="two samples")
     status, body = call(url, "GET", "/ops/leaks", token=viewer)
     assert set(body) >= {"running", "interval", "samples", "verdict", "confidence", "rss_bytes_per_min"}
     assert set(body) >= {"growth", "sites", "history"}

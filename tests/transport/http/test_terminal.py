@@ -8,7 +8,6 @@ import json
 import resource
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,15 @@ import tornado.httpclient
 import tornado.websocket
 
 from opsconsole.console import Console
-from testkit.support import FakeClock, Operator, audit_events, call, login_token, repl_sessions_ended
+from testkit.support import (
+    FakeClock,
+    Operator,
+    audit_events,
+    call,
+    login_token,
+    repl_sessions_ended,
+    wait_until,
+)
 from testkit.terminal_client import Term
 
 pytestmark = pytest.mark.asyncio
@@ -63,7 +70,9 @@ async def test_two_sessions_never_see_each_other(console: Console, op_token: str
         await b.expect(r"^from-bravo$")
         await a.run("x = 'only-a'", PROMPT)
         await b.run("x", r"NameError")
-        await asyncio.sleep(0.3)
+        # each session's own output is in order: past these, anything crossed over would show
+        await a.run("'fence' + '-a'", r"^'fence-a'$")
+        await b.run("'fence' + '-b'", r"^'fence-b'$")
         assert "bravo" not in a.text and "alpha" not in b.text
         assert "only-a" not in b.text
     finally:
@@ -102,15 +111,30 @@ async def test_a_blocking_eval_freezes_only_its_own_session(
         await b.close()
 
 
-@pytest.mark.parametrize("line", ["await asyncio.sleep(100)", "while True: pass"])
-async def test_ctrl_c_interrupts_and_the_prompt_returns(console: Console, op_token: str, line: str) -> None:
+@pytest.fixture
+def started() -> threading.Event:
+    """Set by the REPL line under test once its eval runs (the REPL shares this process)."""
+    return threading.Event()
+
+
+@pytest.fixture
+def repl_namespace(started: threading.Event) -> dict[str, object]:
+    return {"started": started}
+
+
+@pytest.mark.parametrize(
+    "line", ["started.set() or await asyncio.sleep(100)", "while started.set() or True: pass"]
+)
+async def test_ctrl_c_interrupts_and_the_prompt_returns(
+    console: Console, op_token: str, started: threading.Event, line: str
+) -> None:
     term = await ready(console, op_token)
     try:
         await term.run("import asyncio", PROMPT)
         await term.send(line + "\r")
         if line.startswith("while"):
             await term.send("\r")  # a compound statement ends with an empty line
-        await asyncio.sleep(0.5)
+        assert await asyncio.to_thread(started.wait, 10), "the eval never started"
         start = len(term.text)
         await term.send("\x03")
         await term.expect(r"(Interrupt|Cancelled)", timeout=5, start=start)
@@ -134,7 +158,7 @@ async def test_session_is_recorded_as_asciicast(console: Console, op_token: str)
     term = await ready(console, op_token)
     await term.run("print('on the record')", r"on the record")
     await term.close()
-    await asyncio.sleep(0.5)
+    assert await asyncio.to_thread(repl_sessions_ended), "the session never ended"  # its cast is closed
     casts = list((console.settings.state_dir / "casts").glob("*.cast"))
     assert casts
     cast = casts[0]
@@ -150,8 +174,8 @@ async def test_session_is_recorded_as_asciicast(console: Console, op_token: str)
 async def test_resize_reaches_the_repl(console: Console, op_token: str) -> None:
     term = await ready(console, op_token)
     try:
+        # the resize and the keys after it reach the session loop in the order they were sent
         await term.frame("set_size", 40, 132)
-        await asyncio.sleep(0.3)
         await term.run("import shutil, os", PROMPT)
         await term.run("print(get_ptpython().app.output.get_size())", r"rows=40, columns=132")
     finally:
@@ -168,10 +192,8 @@ async def test_the_switch_interval_is_short_only_while_a_terminal_is_open(
         assert sys.getswitchinterval() == pytest.approx(console.settings.repl_switch_interval)
     finally:
         await term.close()
-    deadline = time.monotonic() + 5
-    while sys.getswitchinterval() != before and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)  # the session thread ends after the websocket closes
-    assert sys.getswitchinterval() == before
+    # the session thread ends after the websocket closes
+    await asyncio.to_thread(wait_until, lambda: sys.getswitchinterval() == before, 5, "the interval restored")
 
 
 # -- refusals, each with an audit event ---------------------------------------------------
@@ -213,8 +235,9 @@ async def test_too_big_message_is_closed_1009(console: Console, op_token: str) -
     term = await ready(console, op_token)
     await term.send("x" * (65 * 1024))
     assert await term.closed() == 1009
-    await asyncio.sleep(0.2)
-    assert "ws_message_too_big" in refusals(console)
+    await asyncio.to_thread(
+        wait_until, lambda: "ws_message_too_big" in refusals(console), 5, "the refusal audited"
+    )
 
 
 async def test_malformed_message_is_closed_1008(console: Console, op_token: str) -> None:
@@ -255,14 +278,9 @@ async def test_slow_reader_is_dropped_and_memory_stays_bounded(console: Console,
     rss_before = _rss()
     # 100 MB of output; this client never reads another frame.
     await term.send("for _ in range(100): print('y' * 1_000_000)\r\r")
-    deadline = time.monotonic() + 60
-    closed = False
-    while time.monotonic() < deadline:
-        await asyncio.sleep(0.25)
-        if "ws_slow_client" in refusals(console):
-            closed = True
-            break
-    assert closed, "the slow client was never dropped"
+    await asyncio.to_thread(
+        wait_until, lambda: "ws_slow_client" in refusals(console), 60, "the slow client dropped"
+    )
     growth = _rss() - rss_before
     assert growth < 64 * 1024 * 1024, f"RSS grew by {growth >> 20} MiB"
     await term.close()

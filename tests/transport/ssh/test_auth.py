@@ -20,7 +20,14 @@ from opsconsole.errors import ConsoleError, InsecureFileError
 from opsconsole.transport import ssh_hostkey
 from testkit.ssh_client import Impostor, paramiko_client, totp_answer
 from testkit.ssh_client import open_shell as _shell
-from testkit.support import FakeClock, Operator, audit_events, console_settings, repl_sessions_ended
+from testkit.support import (
+    FakeClock,
+    Operator,
+    audit_events,
+    console_settings,
+    repl_sessions_ended,
+    wait_until,
+)
 
 
 def _start(tmp_path: Path, keys_dir: Path, clock: FakeClock, **over: Any) -> Console:
@@ -149,10 +156,8 @@ def test_the_seventh_attempt_disconnects(
         # the 7th request — even with the right key — is refused and the connection closed
         with pytest.raises((paramiko.AuthenticationException, paramiko.SSHException, EOFError)):
             transport.auth_publickey("alice", _key(operators["alice"]))
-        deadline = time.monotonic() + 5
-        while transport.is_active() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not transport.is_active() and not transport.is_authenticated()
+        wait_until(lambda: not transport.is_active(), what="the connection closed")
+        assert not transport.is_authenticated()
     finally:
         transport.close()
     assert _reasons(ssh_console).count("key_not_listed") == 6
@@ -176,10 +181,7 @@ def test_an_idle_connection_is_closed_after_the_grace_time(
     console = _start(tmp_path, keys_dir, clock, ssh_login_grace=1)
     try:
         transport = paramiko_client(console)
-        deadline = time.monotonic() + 5
-        while transport.is_active() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not transport.is_active()
+        wait_until(lambda: not transport.is_active(), what="the idle connection closed")
         transport.close()
         assert "ssh_login_grace_expired" in _reasons(console)
     finally:
@@ -198,13 +200,13 @@ def test_unauthenticated_connections_are_capped_at_accept(
             assert extra.recv(100) == b""
         for t in held:
             t.close()
-        deadline = time.monotonic() + 5
-        while True:  # once those are gone, a new connection is served again
-            with socket.create_connection(("127.0.0.1", console.ssh_port), timeout=5) as again:
-                if again.recv(100).startswith(b"SSH-2.0-"):
-                    break
-            assert time.monotonic() < deadline, "the cap never freed"
-            time.sleep(0.05)
+        port = console.ssh_port
+
+        def served() -> bool:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as again:
+                return again.recv(100).startswith(b"SSH-2.0-")
+
+        wait_until(served, what="a new connection served once those are gone")
     finally:
         for t in held:
             t.close()
@@ -308,10 +310,7 @@ def test_a_client_that_stops_reading_is_dropped_and_memory_stays_bounded(
         before = _rss()
         # 100 MB of output; the client never reads again, so its SSH window stays shut.
         channel.sendall(b"for _ in range(100): print('y' * 1_000_000)\r")
-        deadline = time.monotonic() + 60
-        while "ssh_slow_client" not in _reasons(ssh_console):
-            assert time.monotonic() < deadline, "the stalled client was never dropped"
-            time.sleep(0.25)
+        wait_until(lambda: "ssh_slow_client" in _reasons(ssh_console), 60, "the stalled client dropped")
         assert _rss() - before < 64 * 1024 * 1024
     finally:
         transport.close()
