@@ -11,14 +11,14 @@ to reach a screen varies; the screen reached does not.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import pyte
 import pytest
 
 from opsconsole.repl import layout
-from tests.repl.test_session import Opener, Running, session_opener
+from testkit.support import wait_until
+from tests.repl.test_session import Opener, Running, past_escape_timeout, session_opener
 
 ROWS, COLS = 24, 80
 SETTLE = 0.3  # seconds without output: the step's last frame is in
@@ -37,15 +37,15 @@ def screen_of(r: Running) -> list[str]:
 
 
 def settled(*sessions: Running) -> None:
-    deadline = time.monotonic() + STEP_TIMEOUT
-    last = [s.screen.calls for s in sessions]
-    while time.monotonic() < deadline:
-        time.sleep(SETTLE)
-        now = [s.screen.calls for s in sessions]
-        if now == last:
-            return
-        last = now
-    raise AssertionError("the screens kept changing")
+    """Wait until no session has drawn anything for ``SETTLE`` seconds."""
+    last: list[int] | None = None  # the first look only starts the count
+
+    def quiet_since_last_look() -> bool:
+        nonlocal last
+        before, last = last, [s.screen.calls for s in sessions]
+        return before == last
+
+    wait_until(quiet_since_last_look, STEP_TIMEOUT, "the screens settled", interval=SETTLE)
 
 
 STEPS = [
@@ -69,7 +69,7 @@ def test_the_slim_layout_draws_what_ptpython_draws(repl: Opener, monkeypatch: py
     with monkeypatch.context() as m:
         m.setattr(layout, "slim", lambda _repl: False)
         stock = repl(namespace=dict(namespace), rows=ROWS, cols=COLS)
-    time.sleep(0.7)  # past the first prompt's escape timeout in both
+    past_escape_timeout()  # of the first prompt, in both
     for keys, expected in STEPS:
         for r in (slim, stock):
             r.session.feed(keys)

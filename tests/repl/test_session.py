@@ -28,6 +28,14 @@ from testkit.terminal_client import ANSI
 
 PROMPT = r">>> ?$"
 PASTE_START, PASTE_END = "\x1b[200~", "\x1b[201~"
+ESCAPE_TIMEOUT = 0.5  # prompt_toolkit's Application.ttimeoutlen
+
+
+def past_escape_timeout() -> None:
+    """Let prompt_toolkit's escape-flush timer fire (it runs ``ESCAPE_TIMEOUT`` after each read of
+    keys, the first prompt's included). Nothing reports that it fired and it draws nothing, so
+    this waits out its length with a margin: the suite's one timed wait that is not a poll."""
+    time.sleep(ESCAPE_TIMEOUT + 0.2)
 
 
 class Screen:
@@ -244,7 +252,9 @@ def test_two_sessions_never_see_each_other(repl: Opener) -> None:
     a.run("11 * 11", r"^121$")
     b.run("x", r"NameError")
     b.run("_ == 121", r"^False$")  # ptpython's `_` is per session too
-    time.sleep(0.3)
+    # each session's own output is in order: past these, anything crossed over would show
+    a.run("'fence' + '-a'", r"^'fence-a'$")
+    b.run("'fence' + '-b'", r"^'fence-b'$")
     assert "bravo" not in a.screen.text and "br' + 'avo" not in a.screen.text
     assert "alpha" not in b.screen.text and "only-in-a" not in b.screen.text
     assert a.recorded[0] == "print('al' + 'pha')" and b.recorded[0] == "print('br' + 'avo')"
@@ -273,7 +283,7 @@ def test_two_sessions_pressing_tab_at_once_both_get_their_menu(repl: Opener) -> 
     try:
         for round_ in range(3):
             sessions = [repl(namespace={"alpha_one": 1, "alpha_two": 2}) for _ in range(2)]
-            time.sleep(0.6)  # past the first prompt's escape timeout
+            past_escape_timeout()  # of the first prompt
             for r in sessions:
                 r.session.feed("alp")
             for r in sessions:
@@ -308,14 +318,21 @@ def test_a_blocking_eval_freezes_only_its_own_session(repl: Opener) -> None:
 # -- Ctrl-C and leaving ------------------------------------------------------------------------
 
 
+# Each line sets ``started`` once its eval runs: an await, a pure-Python loop, a loop in C.
 @pytest.mark.parametrize(
-    "line", ["await asyncio.sleep(100)", "while True: pass", "for _ in iter(int, 1): pass"]
+    "line",
+    [
+        "started.set() or await asyncio.sleep(100)",
+        "while started.set() or True: pass",
+        "for _ in (started.set(), iter(int, 1))[1]: pass",
+    ],
 )
 def test_ctrl_c_stops_an_eval_and_the_prompt_returns(repl: Opener, line: str) -> None:
-    r = repl()
+    started = threading.Event()
+    r = repl(namespace={"started": started})
     r.run("import asyncio", PROMPT)
     r.session.feed(line + "\r" + ("\r" if line.endswith(": pass") else ""))
-    time.sleep(0.5)
+    assert started.wait(10), "the eval never started"
     start = len(r.screen.text)
     r.session.feed("\x03")
     # the eval never ends by itself within this deadline, so the interrupt is what ended it
@@ -326,7 +343,7 @@ def test_ctrl_c_stops_an_eval_and_the_prompt_returns(repl: Opener, line: str) ->
 def test_ctrl_c_at_the_prompt_clears_the_line(repl: Opener) -> None:
     r = repl()
     r.session.feed("this is not python")
-    time.sleep(0.2)
+    r.screen.wait_for("this is not python")
     r.session.feed("\x03")
     r.run("1+1", r"^2$")
     assert r.recorded == ["1+1"]
@@ -340,9 +357,10 @@ def test_ctrl_d_ends_the_session_with_status_0(repl: Opener) -> None:
 
 
 def test_close_stops_a_busy_eval_and_ends_the_thread(repl: Opener) -> None:
-    r = repl()
-    r.session.feed("while True: pass\r\r")
-    time.sleep(0.3)
+    started = threading.Event()
+    r = repl(namespace={"started": started})
+    r.session.feed("while started.set() or True: pass\r\r")
+    assert started.wait(10), "the eval never started"
     r.session.close()
     r.session.close()
     assert r.wait_closed() == 0
@@ -427,11 +445,13 @@ def test_keys_typed_past_an_enter_are_type_ahead_for_the_next_prompt(repl: Opene
 
 
 def test_keys_typed_during_an_eval_reach_the_next_prompt(repl: Opener) -> None:
-    r = repl()
+    started, release = threading.Event(), threading.Event()
+    r = repl(namespace={"started": started, "release": release})
     start = len(r.screen.text)
-    r.session.feed("import time; time.sleep(0.3)\r")
-    time.sleep(0.1)
-    r.session.feed("6*7\r")
+    r.session.feed("started.set(); release.wait(10)\r")
+    assert started.wait(10), "the eval never started"
+    r.session.feed("6*7\r")  # typed while the eval blocks
+    release.set()
     r.screen.wait_for(r"^42$", start=start)
 
 
@@ -439,13 +459,13 @@ def test_each_keystroke_is_drawn_in_one_frame(repl: Opener) -> None:
     # one sink call per key: the frame is drawn right after the key, and nothing (an idle
     # suggestion task, a postponed redraw) draws it a second time
     r = repl()
-    time.sleep(0.7)  # the first prompt's escape-flush timer has passed
+    past_escape_timeout()  # of the first prompt
     for ch in "xyz":
         calls = r.screen.calls
         start = len(r.screen.text)
         r.session.feed(ch)
         r.screen.wait_for(re.escape(ch), start=start)
-        time.sleep(0.7)  # past prompt_toolkit's escape timeout (ttimeoutlen) too
+        past_escape_timeout()  # its flush draws nothing either
         assert r.screen.calls - calls == 1
 
 
