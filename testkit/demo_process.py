@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from typing import IO, Any
 
 import pyotp
 
-from testkit.support import call, ssh_keygen_sign
+from testkit.support import call, ssh_keygen_sign, wait_until
 
 
 @dataclass
@@ -115,11 +114,10 @@ def run_demo(
     )
     demo: Demo | None = None
     try:
-        deadline = time.monotonic() + 30
-        while not (state / "demo.json").exists():
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "demo.json never appeared"
-            time.sleep(0.05)
+        wait_until(
+            lambda: (state / "demo.json").exists() or proc.poll() is not None, 30, "demo.json", interval=0.05
+        )
+        assert proc.poll() is None, proc.communicate()
         info = json.loads((state / "demo.json").read_text())
         demo = Demo(proc, info, login(info) if log_in else "")
         yield demo

@@ -10,11 +10,12 @@ import os
 import signal
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from testkit.support import poll_until
 
 # name -> ssh-keygen arguments
 KEY_SPECS: dict[str, list[str]] = {
@@ -130,11 +131,8 @@ def _agent(directory: Path) -> Iterator[dict[str, str]]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 10
-        while not sock.exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("ssh-agent did not start")
-            time.sleep(0.01)
+        if not poll_until(lambda: sock.exists() or proc.poll() is not None, 10) or not sock.exists():
+            raise RuntimeError("ssh-agent did not start")
         yield {"SSH_AUTH_SOCK": str(sock), "SSH_AGENT_PID": str(proc.pid)}
     finally:
         if proc.poll() is None:

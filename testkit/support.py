@@ -148,6 +148,21 @@ def login_token(url: str, op: Operator, at: float) -> str:
     return str(answer["token"])
 
 
+def poll_until(predicate: Callable[[], object], timeout: float, *, interval: float = 0.005) -> bool:
+    """Poll ``predicate`` until it is true (True) or ``timeout`` seconds have passed (False).
+
+    The one poll of the suite and of the benchmarks: for conditions nothing notifies (a kernel
+    queue, a thread list, a file another process writes), sleeping ``interval`` between looks is
+    the only way to wait. Tests call :func:`wait_until`, which fails when the deadline passes.
+    """
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+    return True
+
+
 def wait_until(
     predicate: Callable[[], object],
     timeout: float = 10.0,
@@ -155,16 +170,9 @@ def wait_until(
     *,
     interval: float = 0.005,
 ) -> None:
-    """Poll ``predicate`` until it is true; fail after ``timeout`` seconds (a deadline, not a claim
-    about speed: keep it generous, the suite runs on loaded machines).
-
-    The one poll of the suite: for conditions nothing notifies (a kernel queue, a thread list,
-    a file another process writes), sleeping ``interval`` between looks is the only way to wait.
-    """
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"{what} not met within {timeout} s"
-        time.sleep(interval)
+    """Wait until ``predicate`` is true; fail after ``timeout`` seconds (a deadline, not a claim
+    about speed: keep it generous, the suite runs on loaded machines)."""
+    assert poll_until(predicate, timeout, interval=interval), f"{what} not met within {timeout} s"
 
 
 def repl_sessions_ended(timeout: float = 10.0) -> bool:
@@ -173,12 +181,11 @@ def repl_sessions_ended(timeout: float = 10.0) -> bool:
     Tests that drop a printing session wait for this, so its last prints cannot reach the real
     stdout once pytest swaps ``sys.stdout`` back after the test.
     """
-    deadline = time.monotonic() + timeout
-    while any(t.name.startswith("opsconsole-repl-") for t in threading.enumerate()):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
+    return poll_until(
+        lambda: not any(t.name.startswith("opsconsole-repl-") for t in threading.enumerate()),
+        timeout,
+        interval=0.05,
+    )
 
 
 def browser_cookie(url: str, token: str) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from testkit.demo_process import Demo, run_demo, seed_token_cache
-from testkit.support import run_cli
+from testkit.support import run_cli, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +115,7 @@ def test_downloaded_snapshot_is_saved_by_the_cli(demo: Demo, tmp_path: Path) -> 
 def test_cli_dumps_the_leak_report(demo: Demo, tmp_path: Path) -> None:
     assert demo.post("/ops/leaks/start?interval=1")[0] == 200
     try:
-        time.sleep(2.5)  # a couple of samples
+        wait_until(lambda: demo.get("/ops/leaks")[1]["samples"] >= 2, 30, "a couple of samples")
         text = _cli(demo, tmp_path, "dump", demo.url, "leaks")
         assert text.returncode == 0, text.stderr
         assert "running every 1 s" in text.stdout

@@ -6,10 +6,10 @@ The two run side by side (the churn run in the background), so the pair takes ab
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,6 +17,7 @@ from opsconsole.diagnostics import trend
 from opsconsole.diagnostics.leaks import LeakDetector
 from opsconsole.diagnostics.render import to_data
 from testkit.demo_process import Demo, run_demo
+from testkit.support import wait_until
 
 
 class WaveItem:
@@ -55,15 +56,16 @@ def _wave_run(run: WaveRun, samples: int) -> None:
     worker.start()
     d = LeakDetector()
     d.start(1.0)
+
+    def sampled_enough() -> bool:  # records the verdict at each look
+        report = d.report()
+        run.verdicts.append((report.samples, report.verdict))
+        if report.samples >= samples:
+            run.final = to_data(report)
+        return report.samples >= samples
+
     try:
-        deadline = time.monotonic() + samples * 1.0 + 30
-        while time.monotonic() < deadline:
-            report = d.report()
-            run.verdicts.append((report.samples, report.verdict))
-            if report.samples >= samples:
-                run.final = to_data(report)
-                break
-            time.sleep(0.5)
+        wait_until(sampled_enough, samples * 1.0 + 30, f"{samples} samples", interval=0.5)
     except BaseException as exc:
         run.error = exc
     finally:
@@ -99,17 +101,20 @@ def test_steady_leak_in_the_demo_is_named_within_30_samples(wave_run: WaveRun, d
     stop = threading.Event()
     traffic = threading.Thread(target=_traffic, args=(demo, stop), name="leak-traffic", daemon=True)
     traffic.start()
+    report: dict[str, Any] = {}
+
+    def named_a_leak() -> bool:
+        nonlocal report
+        status, report = demo.get("/ops/leaks")
+        assert status == 200, report
+        leaking = [g["type"] for g in report["growth"] if g["leaking"]]
+        if report["verdict"] == "leak" and "opsconsole.host.demo.LeakyRecord" in leaking:
+            return True
+        assert report["samples"] <= 30, report["growth"][:5]
+        return False
+
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            status, report = demo.get("/ops/leaks")
-            assert status == 200, report
-            leaking = [g["type"] for g in report["growth"] if g["leaking"]]
-            if report["verdict"] == "leak" and "opsconsole.host.demo.LeakyRecord" in leaking:
-                break
-            assert report["samples"] <= 30, report["growth"][:5]
-            assert time.monotonic() < deadline
-            time.sleep(0.5)
+        wait_until(named_a_leak, 60, "the leak named", interval=0.5)
     finally:
         stop.set()
         traffic.join(5)

@@ -173,7 +173,9 @@ class AppLoop:
         self.event = asyncio.Event()
         for i in range(n):
             self.tasks.append(asyncio.create_task(outer_job(self.event), name=f"job-{i}"))
-        await asyncio.sleep(0.01)  # let each task reach its innermost await
+        # One turn of the loop, not a timed wait: the new tasks run first (FIFO), each up to
+        # its innermost await.
+        await asyncio.sleep(0)
 
     async def _finish(self) -> None:
         if self.event is not None:

@@ -340,7 +340,7 @@ def test_after_gc_waits_for_a_full_collection(store: SnapshotStore, tracing: Non
         store.path("post")
     for generation in (0, 1, 0):
         gc.collect(generation)
-    time.sleep(0.3)
+    time.sleep(0.3)  # a window for a wrong wake-up to show: an absence cannot be waited for
     assert t.is_alive() and store.list()[0].state == "pending" and result == []
     assert os.listdir(store.directory) == []
     full_at = time.time()
