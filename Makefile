@@ -46,20 +46,16 @@ pytest: $(STAMP)
 pytest-fast: $(STAMP)
 	$(BIN)/python -W error -m pytest -m 'not acceptance' $(PYTEST_ARGS)
 
-# Figures go in the closing notes; each script prints ratios measured side by side.
+# Each script prints ratios measured side by side and one BENCH line per figure, collected in
+# bench/results.txt; bench/table.py then rewrites the table in bench/README.md from them.
+BENCH_SCRIPTS := login census leaks heapdiff heapsnapshot profiler_overhead stall repl_pipe \
+	terminal session_churn flood slowloris
 bench: $(STAMP)
-	$(BIN)/python bench/login.py
-	$(BIN)/python bench/census.py
-	$(BIN)/python bench/leaks.py
-	$(BIN)/python bench/heapdiff.py
-	$(BIN)/python bench/heapsnapshot.py
-	$(BIN)/python bench/profiler_overhead.py
-	$(BIN)/python bench/stall.py
-	$(BIN)/python bench/repl_pipe.py
-	$(BIN)/python bench/terminal.py
-	$(BIN)/python bench/session_churn.py
-	$(BIN)/python bench/flood.py
-	$(BIN)/python bench/slowloris.py
+	rm -f bench/results.txt
+	for script in $(BENCH_SCRIPTS); do \
+		BENCH_RESULTS=bench/results.txt $(BIN)/python bench/$$script.py || exit 1; \
+	done
+	$(BIN)/python bench/table.py bench/results.txt
 
 clean:
 	rm -rf .venv .venv-3.* build *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -23,6 +23,10 @@ from opsconsole import config
 from opsconsole.auth import signer
 from opsconsole.console import Console
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: the repo root
+
+from bench.record import figure
+
 
 class Clock:
     def __init__(self) -> None:
@@ -85,6 +89,8 @@ def main(n: int) -> None:
     print(f"median full login (server): {login_med * 1e3:8.3f} ms")
     print(f"median raw ed25519 verify:  {verify_med * 1e3:8.3f} ms")
     print(f"ratio login / verify:       {login_med / verify_med:8.1f}x")
+    figure("login.server_ms", login_med * 1e3, "ms")
+    figure("login.over_verify", login_med / verify_med, "×")
 
 
 if __name__ == "__main__":
