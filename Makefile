@@ -29,7 +29,7 @@ demo: $(STAMP)
 test: lint typecheck pytest
 
 # The contributor's loop: lint, types and every test but those under tests/acceptance/ (marked
-# `acceptance`: they need npm, Chromium, OpenSSH's ssh client or the demo process).
+# `acceptance`: end to end, with npm, Chromium, OpenSSH's ssh client or a process of their own).
 test-fast: lint typecheck pytest-fast
 
 lint: $(STAMP)

@@ -1,5 +1,5 @@
 """One REPL session through each door, used and ended in a way picked by its number: the
-cycles of ``tests/transport/test_session_churn.py`` and ``bench/session_churn.py``."""
+cycles of ``tests/acceptance/test_session_churn.py`` and ``bench/session_churn.py``."""
 
 from __future__ import annotations
 

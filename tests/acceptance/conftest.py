@@ -1,6 +1,7 @@
-"""Everything in this folder is an acceptance test: it needs npm, Chromium, OpenSSH's ``ssh``
-client or the demo subprocess. The folder is the marker: ``make test-fast`` deselects it with
-``-m "not acceptance"``, ``make test`` runs it."""
+"""Everything in this folder is an acceptance test, end to end: it needs npm, Chromium, OpenSSH's
+``ssh`` client, the demo or another process of its own (a host, an attacker, a pip install), or
+it is a soak of many sessions or samples. The folder is the marker: ``make test-fast`` deselects
+it with ``-m "not acceptance"``, ``make test`` runs it."""
 
 from __future__ import annotations
 

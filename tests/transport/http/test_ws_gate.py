@@ -4,7 +4,7 @@ Origin / Host / Sec-Fetch-* variants, each answered 101 or refused with its audi
 The console's own origin is ``http://127.0.0.1:PORT``; ``allowed_origins`` adds a proxy's
 ``https://ops.example.com`` and an IDN one in punycode. Each handshake is written byte for
 byte (testkit/ws_client.py), so duplicate headers and odd spellings reach the server as sent.
-tests/transport/http/test_tornado_range.py runs this file again on the oldest Tornado we support.
+tests/acceptance/test_tornado_range.py runs this file again on the oldest Tornado we support.
 """
 
 from __future__ import annotations

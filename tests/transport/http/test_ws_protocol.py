@@ -4,7 +4,7 @@ audited once per connection.
 
 1002 a broken frame · 1003 a binary message · 1007 text that is not UTF-8 · 1008 a text
 message that is not one of ours · 1009 a message over 64 KiB.
-tests/transport/http/test_tornado_range.py runs this file again on the oldest Tornado we support.
+tests/acceptance/test_tornado_range.py runs this file again on the oldest Tornado we support.
 """
 
 from __future__ import annotations
