@@ -1,4 +1,5 @@
 # Two commands: `make demo` and `make test`. Each bootstraps .venv on first use.
+# While working: `make test-fast` (everything but tests/acceptance/).
 # Another interpreter gets a venv of its own, named by its version:
 #   make test PYTHON=~/.pyenv/versions/3.13.0/bin/python   # builds and uses .venv-3.13
 PYTHON ?= python3
@@ -14,7 +15,7 @@ endif
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench clean
+.PHONY: demo test test-fast lint typecheck pytest pytest-fast bench clean
 
 $(STAMP): pyproject.toml setup.py web/package-lock.json
 	$(PYTHON) -m venv $(VENV)
@@ -27,9 +28,13 @@ demo: $(STAMP)
 
 test: lint typecheck pytest
 
+# The contributor's loop: lint, types and every test but those under tests/acceptance/ (marked
+# `acceptance`: end to end, with npm, Chromium, OpenSSH's ssh client or a process of their own).
+test-fast: lint typecheck pytest-fast
+
 lint: $(STAMP)
-	$(BIN)/ruff check opsconsole tests bench
-	$(BIN)/ruff format --check opsconsole tests bench
+	$(BIN)/ruff check opsconsole tests testkit bench
+	$(BIN)/ruff format --check opsconsole tests testkit bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -38,21 +43,19 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/python -W error -m pytest $(PYTEST_ARGS)
 
-# Figures go in the closing notes; each script prints ratios measured side by side.
+pytest-fast: $(STAMP)
+	$(BIN)/python -W error -m pytest -m 'not acceptance' $(PYTEST_ARGS)
+
+# Each script prints ratios measured side by side and one BENCH line per figure, collected in
+# bench/results.txt; bench/table.py then rewrites the table in bench/README.md from them.
+BENCH_SCRIPTS := import_cost login census leaks heapdiff heapsnapshot profiler_overhead stall \
+	repl_pipe repl_patches wake_loop terminal session_churn flood slowloris
 bench: $(STAMP)
-	$(BIN)/python bench/login.py
-	$(BIN)/python bench/census.py
-	$(BIN)/python bench/leaks.py
-	$(BIN)/python bench/heapdiff.py
-	$(BIN)/python bench/heapsnapshot.py
-	$(BIN)/python bench/profiler_overhead.py
-	$(BIN)/python bench/stall.py
-	$(BIN)/python bench/repl_pipe.py
-	$(BIN)/python bench/repl_patches.py
-	$(BIN)/python bench/terminal.py
-	$(BIN)/python bench/session_churn.py
-	$(BIN)/python bench/flood.py
-	$(BIN)/python bench/slowloris.py
+	rm -f bench/results.txt
+	for script in $(BENCH_SCRIPTS); do \
+		BENCH_RESULTS=bench/results.txt $(BIN)/python bench/$$script.py || exit 1; \
+	done
+	$(BIN)/python bench/table.py bench/results.txt
 
 clean:
 	rm -rf .venv .venv-3.* build *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -32,7 +32,7 @@ from opsconsole.diagnostics.objects.refchain import SearchRoots, refchain
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: the repo root
 
-from tests.ticker import Ticker
+from testkit.ticker import Ticker
 
 
 class Order:

@@ -43,7 +43,7 @@ from opsconsole.diagnostics.render import to_text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: the repo root
 
-from tests.ticker import Ticker
+from testkit.ticker import Ticker
 
 T = TypeVar("T")
 FILES, FUNCS_PER_FILE, DEPTH = 8, 40, 6

@@ -29,7 +29,7 @@ from opsconsole.diagnostics.heapsnapshot.document import HeapSnapshot
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: the repo root
 
 from bench.census import build
-from tests.ticker import Ticker
+from testkit.ticker import Ticker
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 

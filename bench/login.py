@@ -19,9 +19,13 @@ import pyotp
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from opsconsole import config
 from opsconsole.auth import signer
 from opsconsole.console import Console
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: the repo root
+
+from bench.record import figure
+from testkit.support import console_settings
 
 
 class Clock:
@@ -51,15 +55,7 @@ def main(n: int) -> None:
         for f in ("authorized_keys", "totp_secrets", "id"):
             (d / f).chmod(0o600)
         clock = Clock()
-        settings = config.load(
-            None,
-            environ={},
-            port=0,
-            state_dir=d / "state",
-            authorized_keys=d / "authorized_keys",
-            totp_secrets=d / "totp_secrets",
-        )
-        console = Console(settings, clock=clock)  # services only; no thread needed
+        console = Console(console_settings(d, d), clock=clock)  # services only; no thread needed
         auth = console.auth
         pkey = signer.load_private_key(priv, None)
 
@@ -85,6 +81,8 @@ def main(n: int) -> None:
     print(f"median full login (server): {login_med * 1e3:8.3f} ms")
     print(f"median raw ed25519 verify:  {verify_med * 1e3:8.3f} ms")
     print(f"ratio login / verify:       {login_med / verify_med:8.1f}x")
+    figure("login.server_ms", login_med * 1e3, "ms")
+    figure("login.over_verify", login_med / verify_med, "×")
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from opsconsole.repl.session import ReplSession
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: the repo root
 
-from tests.terminal_client import ANSI
+from testkit.terminal_client import ANSI
 
 LINE = 40  # characters typed before the line is cleared with Ctrl-C, so the line stays short
 TIMEOUT = 10.0

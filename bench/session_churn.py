@@ -3,7 +3,7 @@
 1. websocket, against the demo (``opsconsole demo``, a process of its own, as a service is):
    sessions opened with the tests' asyncio client, used (a line; every 3rd also an error, every
    5th a Tab completion) and ended in turn by a close frame, ``exit()``, Ctrl-D and a dropped
-   connection (``tests/session_cycles.py``). After every 100, a session of its own runs
+   connection (``testkit/session_cycles.py``). After every 100, a session of its own runs
    ``gc.collect()`` in the demo and counts the live ``ReplSession`` objects (itself left out),
    and the demo's RSS is read from /proc: raw, and "held" after ``malloc_trim(0)`` (glibc keeps
    freed heap pages in per-thread arenas; held is what the process still uses).
@@ -43,11 +43,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from opsconsole.console import Console
 from opsconsole.repl.session import ReplSession
-from tests.conftest import console_settings
-from tests.demo_process import run_demo
-from tests.session_cycles import PROMPT, ssh_cycle, ws_cycle
-from tests.support import FakeClock, Operator, keygen, login_token, rss, write_keys_dir
-from tests.terminal_client import Term
+from testkit.demo_process import run_demo
+from testkit.session_cycles import PROMPT, ssh_cycle, ws_cycle
+from testkit.support import FakeClock, Operator, console_settings, keygen, login_token, rss, write_keys_dir
+from testkit.terminal_client import Term
 
 STEP = 100
 WARM_UP = 5  # sessions before the first mark: each kind of line and ending once (imports, jedi)
@@ -237,7 +236,7 @@ def main() -> None:
         return
     ws_marks = asyncio.run(websocket(ws_total))
     ssh_marks = ssh(ssh_total)
-    report("websocket (demo process; asyncio client from tests/terminal_client.py)", ws_marks)
+    report("websocket (demo process; asyncio client from testkit/terminal_client.py)", ws_marks)
     report("SSH (console in this process; paramiko client)", ssh_marks)
     side_by_side()
 

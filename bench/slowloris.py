@@ -1,6 +1,6 @@
 """Login time through each door with no attack vs during a slowloris, side by side in one run.
 
-The attacker is ``tests/slowloris.py`` in its own process: 200 sockets from 127.0.0.2 that
+The attacker is ``testkit/slowloris.py`` in its own process: 200 sockets from 127.0.0.2 that
 send a header line a second (HTTP) or never a banner (SSH), reopened as soon as the console
 closes them (observation 2 of issue 12). The operator logs in from 127.0.0.1, in this
 process: HTTP with ``http.client`` and the CLI's signer (challenge, SSHSIG, TOTP), SSH with
@@ -89,7 +89,7 @@ def phase(seconds: float, login: Callable[[], None]) -> list[float]:
 
 def attacked(port: int, mode: str, seconds: float, login: Callable[[], None]) -> tuple[list[float], float]:
     """Logins during the attack; also the attacker's connects per second."""
-    cmd = [sys.executable, "-m", "tests.slowloris", "--port", str(port), "--mode", mode]
+    cmd = [sys.executable, "-m", "testkit.slowloris", "--port", str(port), "--mode", mode]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
@@ -169,7 +169,7 @@ def main(rounds: int, seconds: float) -> None:
             }
 
     print(f"{rounds} rounds of {seconds:.0f} s per phase; operator client: http.client + opsconsole signer")
-    print("(HTTP), paramiko (SSH); attacker: tests/slowloris.py, 200 sockets from 127.0.0.2\n")
+    print("(HTTP), paramiko (SSH); attacker: testkit/slowloris.py, 200 sockets from 127.0.0.2\n")
     print(f"{'door':<5} {'phase':<10} {'logins':>7} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
     for door, calm in quiet.items():
         for name, times in (("quiet", calm), ("slowloris", attack[door])):

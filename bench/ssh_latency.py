@@ -3,7 +3,7 @@
 Both doors reach the same demo process (another process, as in production) and the same kind
 of REPL session. The SSH client runs in a pseudo-terminal, as an operator's terminal would run
 it: the clock starts when a byte is written to the pty and stops when its echo comes back out.
-The websocket side uses the blocking client of tests/ws_client.py (the SSH side is OpenSSH,
+The websocket side uses the blocking client of testkit/ws_client.py (the SSH side is OpenSSH,
 in C). Batches alternate between the two doors so drift on a noisy machine hits both alike.
 
     .venv/bin/python bench/ssh_latency.py [N]
@@ -23,8 +23,8 @@ import pyotp
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.terminal import BATCH, LETTERS, blocking_keystrokes, open_blocking, ssh_vs_websocket
-from tests.demo_process import Demo, run_demo
-from tests.ssh_client import PROMPT, PtyClient
+from testkit.demo_process import Demo, run_demo
+from testkit.ssh_client import PROMPT, PtyClient
 
 
 def open_ssh(demo: Demo, state: Path) -> PtyClient:

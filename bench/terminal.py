@@ -3,7 +3,7 @@
 1. keystroke → echo over the websocket against the real demo process (another process, as
    an operator's browser would be), vs the same ReplSession driven directly in this process
    (bench/repl_pipe.py). The goals are judged with a blocking client that costs next to
-   nothing (tests/ws_client.py), as a browser's does; the tests' asyncio client is timed in
+   nothing (testkit/ws_client.py), as a browser's does; the tests' asyncio client is timed in
    alternating batches beside it, so its own share of the figure shows;
 2. the same over the websocket while the demo's main thread spins in /spin — with the
    default ``repl_switch_interval`` and, in a second demo process, with it off (the
@@ -34,9 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import repl_pipe
 from bench.repl_pipe import SWITCH
-from tests.demo_process import Demo, run_demo
-from tests.terminal_client import Term, clean
-from tests.ws_client import BlockingTerm
+from testkit.demo_process import Demo, run_demo
+from testkit.terminal_client import Term, clean
+from testkit.ws_client import BlockingTerm
 
 LETTERS = "abcdefghij"
 BATCH = 50

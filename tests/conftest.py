@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from opsconsole import config
 from opsconsole.console import Console
-from tests.support import FakeClock, Operator, keygen, write_keys_dir
+from testkit.support import FakeClock, Operator, console_settings, keygen, write_keys_dir
 
 
 @pytest.fixture(scope="session")
@@ -48,21 +47,26 @@ def keys_dir(tmp_path: Path, operators: dict[str, Operator]) -> Path:
     return d
 
 
-def console_settings(tmp_path: Path, keys_dir: Path, **overrides: Any) -> config.Settings:
-    return config.load(
-        None,
-        environ={},
-        port=0,
-        state_dir=tmp_path / "state",
-        authorized_keys=keys_dir / "authorized_keys",
-        totp_secrets=keys_dir / "totp_secrets",
-        **overrides,
-    )
+@pytest.fixture
+def repl_namespace() -> dict[str, object]:
+    """What each REPL session of the ``console`` fixture starts with; a test module may override it."""
+    return {}
 
 
 @pytest.fixture
-def console(tmp_path: Path, keys_dir: Path, clock: FakeClock) -> Iterator[Console]:
+def console(
+    tmp_path: Path, keys_dir: Path, clock: FakeClock, repl_namespace: dict[str, object]
+) -> Iterator[Console]:
     """The real console thread on a free loopback port, sharing the test's fake clock."""
-    c = Console(console_settings(tmp_path, keys_dir), clock=clock).start()
+    c = Console(console_settings(tmp_path, keys_dir), clock=clock, namespace=repl_namespace).start()
     yield c
     c.stop()
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    """The environment for an ``opsconsole`` CLI process: no agent, no OPSCONSOLE_* settings of the
+    caller's, and a token cache of this test's own."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SSH_AUTH_SOCK", "OPSCONSOLE_"))}
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "xdg")
+    return env

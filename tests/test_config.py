@@ -11,9 +11,10 @@ import pytest
 import opsconsole
 from opsconsole import config
 from opsconsole.errors import ConfigError, InsecureFileError
-from tests.support import audit_events
+from testkit import REPO
+from testkit.support import audit_events
 
-EXAMPLE = Path(__file__).parent.parent / "config" / "opsconsole.toml"
+EXAMPLE = REPO / "config" / "opsconsole.toml"
 
 
 def test_defaults_are_safe() -> None:

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.configuration import storage_directory
 
-from tests.fuzz import HYPOTHESIS_HOME, SCALE, fuzz
+from testkit import REPO
+from testkit.fuzz import HYPOTHESIS_HOME, SCALE, fuzz
 
-REPO = Path(__file__).resolve().parent.parent
 SEEN: list[list[int]] = []
 
 

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from opsconsole.console import Console
-from tests.support import FakeClock, Operator, login_token
+from testkit.support import FakeClock, Operator, login_token
 
 HEAVY = ("tornado", "prompt_toolkit", "ptpython", "paramiko", "jedi")
 # A client verb needs neither key math nor QR codes nor TOTP unless it is login or enroll.

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from testkit import REPO
+
+ROOT = REPO
 
 
 def _ci_versions() -> list[str]:

@@ -23,7 +23,7 @@ Shape check and fallback: :func:`install` first probes whether a combination kee
 operand alive. If the installed prompt_toolkit does not (a version that fixed it), nothing is
 changed. If it does but its filters do not have the two dicts this module replaces (the library
 changed shape), nothing is patched and one warning says that closed sessions may stay in
-memory; ``tests/test_session_churn.py`` fails in that case, so an upgrade cannot hide it.
+memory; ``tests/acceptance/test_session_churn.py`` fails in that case, so an upgrade cannot hide it.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ now". A frame is what a key costs the host, on the session thread, and two parts
 - the input column with its toolbars and floats while any of them may show — a Tab
   completion menu, a search, a validation error, a multi-line input's hint — decided from
   the filters of their own ``ConditionalContainer``s, so it stays right whatever sets them;
-- otherwise the input area alone: what is on screen is the same (``tests/test_repl_layout.py``
+- otherwise the input area alone: what is on screen is the same (``tests/repl/test_layout.py``
   compares the screens with ptpython's own layout, step by step), the frame cheaper
   (``bench/repl_pipe.py``; figures in ``bench/README.md``).
 

@@ -17,7 +17,7 @@ drawn once per burst of keys; while a big paste is still queued, at most every
 Shape check and fallback: the patch reads and writes ``Application._invalidated`` and calls
 ``Application._redraw``. :data:`SUPPORTED` says whether the installed prompt_toolkit still has
 them (:func:`shape_problems`); if not, ``install`` leaves the app's own ``invalidate`` alone,
-logs one warning, and frames are drawn the stock way. ``tests/test_repl_patches.py`` fails
+logs one warning, and frames are drawn the stock way. ``tests/repl/test_patches.py`` fails
 when the shape drifts, so an upgrade cannot hide it.
 """
 

@@ -12,7 +12,7 @@ never read becomes type-ahead for the next prompt, as in a terminal.
 
 Nothing of a session outlives it: once its thread has ended, its REPL, prompt_toolkit
 application, namespace, loop, executor, streams and recording are reachable from nowhere
-(``tests/test_session_churn.py`` counts them on the heap). What would keep them is cut where
+(``tests/acceptance/test_session_churn.py`` counts them on the heap). What would keep them is cut where
 it is made: prompt_toolkit's filter combinations cached on process-wide filters
 (``filter_cache``), its process-wide type-ahead dict (``keyboard``), and ``sys.last_*`` after an
 error (``shell``). Being cyclic, a session's objects are freed by the next full collection.

@@ -10,7 +10,7 @@ checks the signature, and also for signature-less "would you accept this key?" q
 Recording the first factor there would let anyone holding the *public* key plus a code in.
 So :meth:`TwoFactorLogin.publickey` only says the key is listed; the factor is recorded by a
 wrapper around that very key object's ``verify_ssh_sig``, when paramiko's own verification of
-the signature over this session succeeds. ``tests/test_ssh_auth.py`` attacks exactly that.
+the signature over this session succeeds. ``tests/transport/ssh/test_auth.py`` attacks exactly that.
 
 Every decision is audited. paramiko takes a few itself, before any callback here (a user
 name that changes between requests, an unreadable public key, a service other than
