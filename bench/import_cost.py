@@ -30,6 +30,8 @@ from pathlib import Path
 
 import pyotp
 
+from bench.record import figure
+
 PYTHON = sys.executable
 SCRIPT = Path(PYTHON).with_name("opsconsole")  # the console script pip installed
 CLI = [str(SCRIPT)] if SCRIPT.exists() else [PYTHON, "-m", "opsconsole"]
@@ -133,6 +135,9 @@ def main(rounds: int) -> None:
     print(f"  GET /ops/whoami round trip     {rtt * 1e3:7.1f} ms   (from a warm process, new connection)")
     print(f"  whoami minus its round trip    {own * 1e3:7.1f} ms   {own / bare:5.2f}× bare start (goal ≤ 2×)")
     print(f"  import opsconsole goal ≤ 1.2×: {statistics.median(ratios[names[1]]):.2f}×")
+    figure("import_cost.import_over_bare", statistics.median(ratios[names[1]]), "×", "≤ 1.2 ×")
+    figure("import_cost.help_over_bare", statistics.median(ratios[names[2]]), "×", "≤ 2 ×")
+    figure("import_cost.whoami_over_bare", (whoami - rtt) / bare, "×", "≤ 2 × (round trip taken off)")
 
 
 if __name__ == "__main__":
