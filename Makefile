@@ -43,8 +43,9 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/python -W error -m pytest $(PYTEST_ARGS)
 
+# Three workers on two cores: many tests wait on sockets and timers, not the CPU.
 pytest-fast: $(STAMP)
-	$(BIN)/python -W error -m pytest -m 'not acceptance' $(PYTEST_ARGS)
+	$(BIN)/python -W error -m pytest -m 'not acceptance' -n 3 $(PYTEST_ARGS)
 
 # Each script prints ratios measured side by side and one BENCH line per figure, collected in
 # bench/results.txt; bench/table.py then rewrites the table in bench/README.md from them.
