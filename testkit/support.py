@@ -175,6 +175,18 @@ def wait_until(
     assert poll_until(predicate, timeout, interval=interval), f"{what} not met within {timeout} s"
 
 
+def holds_for(
+    predicate: Callable[[], object], seconds: float, what: str = "condition", *, interval: float = 0.01
+) -> None:
+    """Check ``predicate`` stays true for ``seconds``, failing at the first look where it is not.
+
+    For what must *not* happen (a wrong wake-up, an early answer): an absence has no event to
+    wait on, so it is watched for a window, through the one poll.
+    """
+    broke = poll_until(lambda: not predicate(), seconds, interval=interval)
+    assert not broke, f"{what} stopped holding within {seconds} s"
+
+
 def repl_sessions_ended(timeout: float = 10.0) -> bool:
     """Wait until no REPL session thread is left (a dropped session ends by itself).
 

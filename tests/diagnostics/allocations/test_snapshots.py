@@ -25,7 +25,7 @@ from opsconsole.diagnostics.allocations import diff
 from opsconsole.diagnostics.allocations.snapshots import SnapshotInfo, SnapshotStore
 from opsconsole.diagnostics.render import to_data, to_text
 from opsconsole.errors import InsecureFileError, InvalidRequestError, NotFoundError, StateError
-from testkit.support import wait_until
+from testkit.support import holds_for, wait_until
 
 
 @pytest.fixture
@@ -340,8 +340,11 @@ def test_after_gc_waits_for_a_full_collection(store: SnapshotStore, tracing: Non
         store.path("post")
     for generation in (0, 1, 0):
         gc.collect(generation)
-    time.sleep(0.3)  # a window for a wrong wake-up to show: an absence cannot be waited for
-    assert t.is_alive() and store.list()[0].state == "pending" and result == []
+    holds_for(
+        lambda: t.is_alive() and store.list()[0].state == "pending" and result == [],
+        0.3,
+        "pending after gen-0/1 collections",
+    )
     assert os.listdir(store.directory) == []
     full_at = time.time()
     gc.collect()
