@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import json
 import logging
 import os
@@ -11,6 +13,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +21,7 @@ from pathlib import Path
 import pyotp
 import pytest
 
+from opsconsole.cli.client import TokenCache
 from opsconsole.console import Console
 from testkit.support import FakeClock, Operator, audit_events, call, console_settings, keygen, run_cli
 
@@ -417,3 +421,57 @@ def test_demo_refuses_a_leak_interval_under_a_second(tmp_path: Path, cli_env: di
         env=cli_env,
     )
     assert out.returncode == 2 and "leak_interval" in out.stderr and "at least 1 second" in out.stderr
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    """A hostile or misconfigured peer: answers every request with ``answer`` and records it."""
+
+    answer: tuple[int, dict[str, str]] = (404, {})
+    seen: list[tuple[str, str]]
+
+    def do_GET(self) -> None:
+        type(self).seen.append((self.path, self.headers.get("Authorization", "")))
+        status, headers = self.answer
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:  # quiet: the test reads `seen`
+        pass
+
+
+@contextlib.contextmanager
+def _peer(status: int, headers: dict[str, str]) -> Iterator[tuple[str, list[tuple[str, str]]]]:
+    seen: list[tuple[str, str]] = []
+    handler = type("Peer", (_Recorder,), {"answer": (status, headers), "seen": seen})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, name="test-peer", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def test_the_token_goes_only_to_the_console_url(cli_env: dict[str, str]) -> None:
+    """A redirect is not followed and a proxy variable is not honoured: the bearer token never
+    reaches another host."""
+    with (
+        _peer(404, {}) as (elsewhere, stolen),
+        _peer(302, {"Location": f"{elsewhere}/ops/whoami"}) as (
+            console_url,
+            asked,
+        ),
+    ):
+        TokenCache(Path(cli_env["XDG_CONFIG_HOME"]) / "opsconsole" / "tokens.json").put(
+            console_url, "t0k-secret", "alice"
+        )
+        env = cli_env | {"http_proxy": elsewhere, "HTTP_PROXY": elsewhere, "no_proxy": "", "NO_PROXY": ""}
+        out = run_cli("whoami", console_url, env=env)
+    assert out.returncode != 0 and "302" in out.stderr, out.stderr
+    assert asked == [("/ops/whoami", "Bearer t0k-secret")]
+    assert stolen == []
