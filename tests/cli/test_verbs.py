@@ -24,6 +24,7 @@ import pytest
 from opsconsole.cli.client import TokenCache
 from opsconsole.console import Console
 from testkit.support import FakeClock, Operator, audit_events, call, console_settings, keygen, run_cli
+from testkit.tls import certificate
 
 
 @pytest.fixture
@@ -475,3 +476,30 @@ def test_the_token_goes_only_to_the_console_url(cli_env: dict[str, str]) -> None
     assert out.returncode != 0 and "302" in out.stderr, out.stderr
     assert asked == [("/ops/whoami", "Bearer t0k-secret")]
     assert stolen == []
+
+
+def test_login_and_whoami_over_https_verify_the_console(
+    tmp_path: Path,
+    keys_dir: Path,
+    operators: dict[str, Operator],
+    clock: FakeClock,
+    cli_env: dict[str, str],
+) -> None:
+    """An https console is verified: refused without its CA, logged in with SSL_CERT_FILE naming it."""
+    ca, ca_key, ca_path, _ = certificate(tmp_path, "ca", None, server=False)
+    _, _, crt, key = certificate(tmp_path, "server", (ca, ca_key), server=True)
+    settings = console_settings(tmp_path, keys_dir, tls_cert=crt, tls_key=key)
+    console = Console(settings, clock=clock).start()
+    try:
+        assert console.url.startswith("https://")
+        op = operators["alice"]
+        login = ("login", console.url, "--user", "alice", "--identity", str(op.key), "--totp")
+        untrusted = run_cli(*login, op.code(clock()), env=cli_env)
+        assert untrusted.returncode != 0 and "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr, untrusted.stderr
+        trusted = cli_env | {"SSL_CERT_FILE": str(ca_path)}
+        out = run_cli(*login, op.code(clock()), env=trusted)
+        assert out.returncode == 0, out.stderr
+        who = run_cli("whoami", console.url, env=trusted)
+        assert who.returncode == 0 and json.loads(who.stdout)["user"] == "alice", who.stderr
+    finally:
+        console.stop()
