@@ -19,6 +19,11 @@ from opsconsole.errors import InvalidRequestError, NotFoundError
 
 MODULE = "opsconsole_refchain_fixture"
 
+# "not reachable" is only the answer once the search has run out of heap: the test process may
+# hold chains deeper than the default depth (another test's linked structures), so searches that
+# must prove an absence go as deep as the heap does.
+EXHAUSTIVE = 1000  # the most refchain allows
+
 
 class Leaf:
     """Instances exist only where a test puts them."""
@@ -183,7 +188,7 @@ def test_thread_local_is_a_root() -> None:
         assert len(result.steps) == 1
         # the same thread excluded (as the console excludes its own): nothing else holds it
         assert t.ident is not None
-        hidden = refchain(Local, roots=Roots(), exclude={t.ident})
+        hidden = refchain(Local, roots=Roots(), exclude={t.ident}, max_depth=EXHAUSTIVE)
         assert not hidden.found
         assert hidden.reason == "not_reachable"
         assert not refchain(Local, roots=Roots(exclude_threads=frozenset({t.ident}))).found
@@ -208,7 +213,8 @@ def test_cycle_only_is_not_reachable() -> None:
     a, b = Leaf(1), Leaf(2)
     a.other = b  # type: ignore[attr-defined]
     b.other = a  # type: ignore[attr-defined]
-    result = refchain(a, roots=Roots())  # only this test's frame holds it; the caller is never a root
+    # only this test's frame holds it; the caller is never a root
+    result = refchain(a, roots=Roots(), max_depth=EXHAUSTIVE)
     assert not result.found
     assert result.reason == "not_reachable"
     assert result.root == ""
@@ -268,7 +274,7 @@ def test_does_not_walk_a_running_census() -> None:
     try:
         for _ in range(3):
             # a whole-heap walk while another thread takes the GIL for censuses: a generous limit
-            result = refchain(lonely, roots=Roots(), time_limit=120)
+            result = refchain(lonely, roots=Roots(), time_limit=120, max_depth=EXHAUSTIVE)
             assert not result.found, result.root
             assert result.reason == "not_reachable"
     finally:
